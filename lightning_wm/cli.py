@@ -1,0 +1,49 @@
+"""The `lwm` command: one entry point, a sub-command per job, Hydra overrides on each.
+
+User errors (`LwmError`) print one line and exit 1; anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sharding.errors import LwmError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lightning_wm.commands import shard
+
+    parser = argparse.ArgumentParser(
+        prog="lwm",
+        description="lightning-wm: train and evaluate action-conditioned driving world models. "
+        "Every command takes Hydra overrides (key=value) after its options.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    shard.add_parsers(commands)
+    return parser
+
+
+def error_line(error: BaseException) -> str:
+    """The user-facing line of an error, also when a DataLoader worker wrapped it."""
+    text = str(error).strip()
+    if "Original Traceback" in text:  # torch re-raises worker errors with the traceback inlined
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except LwmError as error:
+        print(f"lwm {args.command}: error: {error_line(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"lwm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
