@@ -151,7 +151,7 @@ class ShardDataModule(L.LightningDataModule):
             self.stream(split),
             epoch_fn=lambda: self.trainer.current_epoch if self.trainer is not None else 0,
             num_workers=workers,
-            persistent_workers=False,
+            persistent_workers=workers > 0,  # no re-spawn per epoch; the stream counts epochs itself
             prefetch_factor=4 if workers else None,
         )
 

@@ -55,7 +55,8 @@ class WindowStream(IterableDataset):
         self.spec, self.batch_size, self.num_workers = spec, batch_size, max(1, num_workers)
         self.rank, self.world, self.seed = rank, world, seed
         self.shuffle_buffer, self.windows_per_sample = shuffle_buffer, windows_per_sample
-        self.epoch = 0
+        self.epoch = 0  # set by the loader before each pass (see shard_datamodule._EpochLoader)
+        self._passes = 0  # passes made by this copy: persistent workers keep counting epochs here
 
     # ---- sizes -----------------------------------------------------------------------
     @property
@@ -79,7 +80,11 @@ class WindowStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         reader = self._reader()
-        windows = self._train_windows(reader) if self.train else self._val_windows(reader)
+        # A persistent worker's copy of this stream never sees `epoch` change, so it counts its
+        # own passes; a fresh copy (or the main process, which the loader updates) has made none.
+        epoch = self.epoch + (self._passes if get_worker_info() is not None else 0)
+        self._passes += 1
+        windows = self._train_windows(reader, epoch) if self.train else self._val_windows(reader)
         batch: list[dict[str, np.ndarray]] = []
         for window in windows:
             batch.append(window)
@@ -93,10 +98,10 @@ class WindowStream(IterableDataset):
         return decode_window(sample, start, self.spec.steps, list(self.spec.cameras), list(self.spec.action_index))
 
     # ---- train: shuffled, random window starts, exactly this worker's quota ------------
-    def _train_windows(self, reader: splitting.Reader) -> Iterator[dict[str, np.ndarray]]:
-        part = splitting.train_part(len(self.urls), reader, self.epoch, self.seed)
+    def _train_windows(self, reader: splitting.Reader, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+        part = splitting.train_part(len(self.urls), reader, epoch, self.seed)
         quota = splitting.share(len(self), reader.workers, reader.worker) * self.batch_size
-        rng = splitting.epoch_rng(self.seed, self.epoch, 1 + reader.index)
+        rng = splitting.epoch_rng(self.seed, epoch, 1 + reader.index)
         max_start = self.chunk_steps - self.spec.steps
         # (sample, start) pairs; small parts fill it over several passes, which only repeats windows
         buffer: list[tuple[dict, int]] = []

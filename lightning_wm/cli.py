@@ -13,7 +13,7 @@ from sharding.errors import LwmError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lightning_wm.commands import shard
+    from lightning_wm.commands import fit, shard
 
     parser = argparse.ArgumentParser(
         prog="lwm",
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Every command takes Hydra overrides (key=value) after its options.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fit.add_parser(commands)
     shard.add_parsers(commands)
     return parser
 

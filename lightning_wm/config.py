@@ -34,27 +34,40 @@ class ShardCommandConfig:
 
 def register_configs() -> None:
     """Put every component's schema into Hydra's ConfigStore (idempotent)."""
+    # imported here: the model and run configs import lightning/torch, `lwm shard` does not need them
+    from lightning_wm.models.registry import FAMILIES
+    from lightning_wm.run_config import FitConfig, TrainerConfig
+    from lightning_wm.tracking import LoggerConfig
+
     store = ConfigStore.instance()
     store.store(name="shard_schema", node=ShardCommandConfig)
     store.store(group="source", name="synthetic_schema", node=SyntheticDatasetConfig)
+    store.store(name="fit_schema", node=FitConfig)
     store.store(group="data", name="shard_data_schema", node=ShardDataConfig)
+    store.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    store.store(group="logger", name="logger_schema", node=LoggerConfig)
+    for name, family in FAMILIES.items():
+        store.store(group="model", name=f"{name}_schema", node=family.config_class)
 
 
-_KEY_PATTERNS = (
-    re.compile(r"Key '([^']+)' not in '([^']+)'"),
-    re.compile(r"Could not override '([^']+)'"),
-    re.compile(r"Value '([^']*)' (?:of type '[^']*' )?could not be converted to (\w+)"),
-)
-
-
-def one_line(error: Exception) -> str:
-    """Hydra/OmegaConf errors span lines and bury the key; keep the line that names it."""
-    text = str(error)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    full_key = re.search(r"full_key: ([\w.\[\]]+)", text)
-    head = next((line for line in lines if any(p.search(line) for p in _KEY_PATTERNS)), lines[0] if lines else text)
-    where = f" (key: {full_key.group(1)})" if full_key and full_key.group(1) not in head else ""
-    return f"{head}{where}"
+def one_line(error: BaseException) -> str:
+    """Hydra/OmegaConf errors span lines and chained causes; say the key, the value and the fix."""
+    chain, cause = [], error
+    while cause is not None and len(chain) < 8:
+        chain.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    text = "\n".join(chain)
+    if found := re.search(r"Could not override '([^']+)'", text):
+        return f"unknown config key '{found.group(1)}': check its spelling (--print-config lists every key)"
+    if found := re.search(r"Key '([^']+)' not in '([^']+)'(?:.*\n\s*full_key: (\S+))?", text):
+        return f"unknown config key '{found.group(3) or found.group(1)}' (not in {found.group(2)}): check its spelling"
+    if found := re.search(r"Value '([^']*)' of type '\w+' could not be converted to (\w+)\s*full_key: (\S+)", text):
+        value, kind, key = found.groups()
+        return f"{key}={value!r} is not a valid {kind}; fix the override"
+    if found := re.search(r"Could not find '([^']+)'\s*Available options in '(\w+)':\s*((?:\t\S+\s*)+)", text):
+        choices = [c for c in found.group(3).split() if not c.endswith("_schema")]
+        return f"no config '{found.group(1)}'; choices for {found.group(2)}: {', '.join(choices)}"
+    return chain[0].strip().splitlines()[0] if chain and chain[0].strip() else type(error).__name__
 
 
 def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
@@ -64,8 +77,7 @@ def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
         with initialize_config_module(config_module="conf", version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError(f"{one_line(error)}; check the override's spelling and type "
-                          f"(`lwm ... --print-config` shows every key)") from error
+        raise ConfigError(one_line(error)) from error
     return cfg
 
 

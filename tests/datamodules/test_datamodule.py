@@ -85,9 +85,12 @@ def test_train_epochs_differ_but_repeat_for_a_seed(dataset):
 
 def test_two_workers_yield_exactly_the_rank_quota(dataset):
     dm = datamodule(dataset, num_workers=2)
-    batches = list(dm.train_dataloader())
-    assert len(batches) == len(dm.train_dataloader()) == 12
+    loader = dm.train_dataloader()
+    batches = list(loader)
+    assert len(batches) == len(loader) == 12
     assert {s for b in batches for s, _ in window_ids(b)} == set(range(6))
+    # persistent workers count epochs themselves: the next pass is shuffled anew
+    assert collect(loader) != [window_ids(b) for b in batches]
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -1,0 +1,74 @@
+"""Checkpoints that are safe to open and that know which MLflow run they belong to.
+
+Every checkpoint is read with `torch.load(weights_only=True)` first: a checkpoint carrying
+pickled objects (which could run code on load) is refused. `ckpt_path=last` finds the newest
+`last.ckpt` or `on_exception.ckpt` under the runs folder.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from sharding.errors import ConfigError
+
+RUN_KEY = "lwm_run"  # our entry in the checkpoint dict: run name, MLflow run id
+
+
+def resolve_ckpt_path(ckpt_path: str | None, runs_dir: Path) -> Path | None:
+    """`null` -> None; `last` -> the newest last/on_exception checkpoint in `runs_dir`; else a path."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        found = [p for name in ("last.ckpt", "on_exception.ckpt") for p in runs_dir.glob(f"*/checkpoints/{name}")]
+        if not found:
+            raise ConfigError(f"ckpt_path=last: no last.ckpt under {runs_dir}/*/checkpoints; train first or give a path")
+        return max(found, key=lambda p: p.stat().st_mtime)
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path}: no such file; give a .ckpt path or `last`")
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint dict, loaded without executing any code from it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ConfigError(
+            f"{path}: refused, it holds pickled Python objects (loading would run code from the file); "
+            "only checkpoints of plain tensors and containers are loaded (weights_only=True)"
+        ) from error
+    except (RuntimeError, EOFError, OSError) as error:
+        raise ConfigError(f"{path}: not a readable checkpoint ({error}); give another ckpt_path") from error
+
+
+def check_compatible(checkpoint: dict[str, Any], path: Path, family: str, model_config: dict[str, Any]) -> None:
+    """Refuse a checkpoint of another model family or of a model config with other shapes."""
+    hparams = checkpoint.get("hyper_parameters", {})
+    found = hparams.get("model_family")
+    if found != family:
+        raise ConfigError(f"{path}: a {found!r} checkpoint, but model={family!r} was asked; "
+                          f"pick model={found} or another checkpoint")
+    saved = hparams.get("config", {})
+    shape_keys = [k for k in ("size", "views") if k in saved or k in model_config]
+    differing = [k for k in shape_keys if saved.get(k) != model_config.get(k)]
+    if differing:
+        key = differing[0]
+        raise ConfigError(f"{path}: trained with model.{key}={saved.get(key)!r}, this run asks "
+                          f"model.{key}={model_config.get(key)!r}; drop the override or start a new run")
+
+
+class RunInfoInCheckpoint(L.Callback):
+    """Stores the run name and MLflow run id in each checkpoint, so a resume continues that run."""
+
+    def __init__(self, run_name: str) -> None:
+        self.run_name = run_name
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        run_id = getattr(trainer.logger, "run_id", None)
+        checkpoint[RUN_KEY] = {"run_name": self.run_name, "mlflow_run_id": run_id}

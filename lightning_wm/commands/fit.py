@@ -1,0 +1,142 @@
+"""`lwm fit`: compose the config, build data + model + trainer, train, log to MLflow.
+
+With no arguments it trains the single-camera model on the synthetic default (rendered once
+into a cache) and logs to ./mlflow.db; `ckpt_path=last` resumes the newest run in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import yaml
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import OmegaConf
+
+from datamodules.shard_datamodule import ShardDataModule
+from lightning_wm import checkpoints, tracking
+from lightning_wm.config import compose_config, to_object, to_plain
+from lightning_wm.models.registry import ModelFamily, family_of
+from lightning_wm.run_config import FitConfig
+from sharding.errors import ConfigError
+
+# Set by rank zero before Lightning's DDP launcher re-runs this command for the other ranks,
+# so that every rank agrees on the run name (and so on the checkpoint folder).
+RUN_NAME_ENV = "LWM_RUN_NAME"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    fit = subparsers.add_parser(
+        "fit",
+        help="train a world model (default: single-camera model on the synthetic world)",
+        description="Train a world model. Options are Hydra overrides of conf/fit.yaml, e.g. "
+        "`lwm fit model.size=s trainer.max_steps=5000 data.batch_size=32`, `lwm fit experiment=quick`, "
+        "`lwm fit ckpt_path=last` (resume the newest run), `lwm fit logger.tracking_uri=http://HOST:PORT`.",
+    )
+    fit.add_argument("--print-config", action="store_true", help="print the composed config and exit")
+    fit.add_argument("overrides", nargs="*", help="Hydra overrides key=value (see --print-config for keys)")
+    fit.set_defaults(run=run_fit)
+
+
+def build_datamodule(fit: FitConfig, family: ModelFamily) -> ShardDataModule:
+    """The datamodule, set up (manifest read), with the camera a single-view model needs."""
+    data_config = fit.data
+    if family.single_view and data_config.cameras is None:
+        data_config.cameras = [fit.default_camera]
+    data = ShardDataModule(data_config)
+    data.prepare_data()
+    try:
+        data.setup()
+    except ConfigError as error:
+        if family.single_view and fit.default_camera not in data.manifest.camera_names:
+            raise ConfigError(f"{data.dataset_path}: no {fit.default_camera!r} camera for the single-camera model; "
+                              f"set data.cameras=[NAME] with NAME in {data.manifest.camera_names}") from error
+        raise
+    if family.single_view and len(data.camera_names) != 1:
+        raise ConfigError(f"data.cameras={data.camera_names}: model {family.name} takes exactly one camera")
+    return data
+
+
+def run_name_and_id(fit: FitConfig, family: str, checkpoint: dict[str, Any] | None, data: ShardDataModule) -> tuple[str, str | None]:
+    if checkpoint is not None and checkpoints.RUN_KEY in checkpoint:
+        info = checkpoint[checkpoints.RUN_KEY]
+        return info["run_name"], info["mlflow_run_id"]
+    if os.environ.get(RUN_NAME_ENV):
+        return os.environ[RUN_NAME_ENV], None
+    data_name = "synthetic" if fit.data.path is None else Path(fit.data.path.rstrip("/")).name
+    size = getattr(fit.model, "size", "custom")
+    return fit.logger.run_name or tracking.default_run_name(family, size, data_name), None
+
+
+def run_tags(fit: FitConfig, family: str, data: ShardDataModule) -> dict[str, str]:
+    return {
+        **tracking.git_state(Path(__file__).resolve().parent),
+        "model_family": family,
+        "model_size": str(getattr(fit.model, "size", "")),
+        "dataset": data.dataset_path,
+        "dataset_fingerprint": data.manifest.fingerprint,
+        "dataset_source": data.manifest.source,
+        "command": shlex.join(["lwm", *sys.argv[1:]]),
+    }
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    cfg = compose_config("fit", args.overrides)
+    if args.print_config:
+        print(OmegaConf.to_yaml(cfg))
+        return 0
+    fit: FitConfig = to_object(cfg, "fit")
+    # WindowStream's __len__ is exact per rank and worker (datamodules/splitting.py).
+    warnings.filterwarnings("ignore", message=r".*IterableDataset.*has `__len__` defined")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    family = family_of(fit.model)
+    L.seed_everything(fit.seed, workers=True)
+    workdir = Path.cwd()
+
+    ckpt = checkpoints.resolve_ckpt_path(fit.ckpt_path, Path(fit.runs_dir))
+    checkpoint = checkpoints.load_checkpoint(ckpt) if ckpt else None
+    if checkpoint is not None:
+        checkpoints.check_compatible(checkpoint, ckpt, family.name, asdict(fit.model))
+
+    data = build_datamodule(fit, family)
+    first = data.manifest.cameras[data.manifest.camera_names.index(data.camera_names[0])]
+    model = family.module_class(fit.model, action_names=data.action_names, image_size=(first.height, first.width))
+
+    run_name, run_id = run_name_and_id(fit, family.name, checkpoint, data)
+    os.environ[RUN_NAME_ENV] = run_name
+    run_dir = Path(fit.runs_dir) / run_name
+    logger = False
+    if fit.logger.enabled:
+        logger = tracking.make_logger(fit.logger, workdir, run_name, run_tags(fit, family.name, data), run_id=run_id)
+    callbacks = [
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss/total",
+                        save_last=True, save_top_k=1, save_on_exception=True, auto_insert_metric_name=False),
+        checkpoints.RunInfoInCheckpoint(run_name),
+        *(instantiate(spec) for spec in fit.callbacks.values() if spec is not None),
+    ]
+    trainer = L.Trainer(**asdict(fit.trainer), logger=logger, callbacks=callbacks, default_root_dir=run_dir)
+    monitor = None
+    if logger and trainer.is_global_zero:
+        if checkpoint is None:  # MLflow params are write-once: log them when the run starts
+            logger.log_hyperparams(to_plain(cfg))
+        logger.experiment.log_text(logger.run_id, yaml.safe_dump(to_plain(cfg), sort_keys=False),
+                                   "config/fit.yaml" if checkpoint is None else f"config/fit-resume-{checkpoint['global_step']}.yaml")
+        monitor = tracking.start_system_metrics(logger, fit.logger)
+    try:
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt)
+    finally:
+        if monitor is not None:
+            monitor.finish()
+    if trainer.is_global_zero:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        print(f"run {run_name}: {trainer.global_step} steps; checkpoints in {run_dir / 'checkpoints'}"
+              + (f"; best {best}" if best else ""))
+    return 0

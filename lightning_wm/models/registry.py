@@ -1,0 +1,37 @@
+"""Model families by name: their config dataclass and their LightningModule.
+
+`lwm` commands build models only through this table, so a new family is one entry here
+plus a `conf/model/<name>.yaml`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+
+from lightning_wm.models.single_cam import SingleCamWorldModel
+from lightning_wm.models.single_cam_config import SingleCamConfig
+from sharding.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    name: str
+    config_class: type
+    module_class: type[L.LightningModule]
+    single_view: bool  # true: trains on one camera (data.cameras defaults to [default_camera])
+
+
+FAMILIES: dict[str, ModelFamily] = {
+    "single_cam": ModelFamily("single_cam", SingleCamConfig, SingleCamWorldModel, single_view=True),
+}
+
+
+def family_of(config: Any) -> ModelFamily:
+    """The family whose config class `config` is an instance of."""
+    for family in FAMILIES.values():
+        if isinstance(config, family.config_class):
+            return family
+    raise ConfigError(f"no model family takes a {type(config).__name__}; families: {sorted(FAMILIES)}")
