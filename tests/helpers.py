@@ -19,16 +19,16 @@ CAMERAS = ["front", "front_left", "front_right"]
 ACTIONS = ["speed", "yaw_rate", "steer", "throttle", "brake"]
 
 
-def camera_infos(size: int = 16) -> list[contract.CameraInfo]:
+def camera_infos(size: int = 16, cameras: list[str] = CAMERAS) -> list[contract.CameraInfo]:
     k = [[size / 2, 0, size / 2], [0, size / 2, size / 2], [0, 0, 1]]
-    return [contract.CameraInfo(c, size, size, k, np.eye(4).tolist()) for c in CAMERAS]
+    return [contract.CameraInfo(c, size, size, k, np.eye(4).tolist()) for c in cameras]
 
 
-def make_scene(index: int, steps: int, size: int) -> SceneArrays:
+def make_scene(index: int, steps: int, size: int, views: int = len(CAMERAS)) -> SceneArrays:
     """Scene `index`: frame pixel (0, 0) holds [index, step, camera]; the ego drives along x."""
-    images = np.full((steps, len(CAMERAS), size, size, 3), 128, np.uint8)
+    images = np.full((steps, views, size, size, 3), 128, np.uint8)
     for t in range(steps):
-        for v in range(len(CAMERAS)):
+        for v in range(views):
             images[t, v, :8, :8] = [index * 20 % 250, t * 12 % 250, v * 80]  # one JPEG block
     poses = np.tile(np.eye(4), (steps, 1, 1))
     poses[:, 0, 3] = np.arange(steps) * 1.0 + 1000.0 * index
@@ -46,9 +46,9 @@ def make_scene(index: int, steps: int, size: int) -> SceneArrays:
     )
 
 
-def _encode(task: SceneTask, steps: int, size: int, chunk_steps: int) -> list[dict]:
-    scene = make_scene(task.handle, steps, size)
-    return encode_scene(scene, source="test", split=task.split, cameras=camera_infos(size),
+def _encode(task: SceneTask, steps: int, size: int, chunk_steps: int, cameras: list[str]) -> list[dict]:
+    scene = make_scene(task.handle, steps, size, len(cameras))
+    return encode_scene(scene, source="test", split=task.split, cameras=camera_infos(size, cameras),
                         chunk_steps=chunk_steps, jpeg_quality=95)
 
 
@@ -61,12 +61,13 @@ def make_dataset(
     scenes_per_shard: int = 2,
     size: int = 16,
     workers: int = 1,
+    cameras: list[str] = CAMERAS,
 ) -> contract.Manifest:
     """Write a dataset of hand-made scenes with the real writer; scene i is seeded by i."""
     tasks = [SceneTask(f"scene-{i:03d}", "train" if i < train_scenes else "val", i)
              for i in range(train_scenes + val_scenes)]
     fields = dict(source="test", fps=10.0, chunk_steps=chunk_steps, action_names=ACTIONS,
-                  agent_fields=["a", "b", "c"], cameras=camera_infos(size),
+                  agent_fields=["a", "b", "c"], cameras=camera_infos(size, cameras),
                   fingerprint=f"test-{train_scenes}-{val_scenes}-{steps}-{chunk_steps}-{scenes_per_shard}-{size}")
-    encode = functools.partial(_encode, steps=steps, size=size, chunk_steps=chunk_steps)
+    encode = functools.partial(_encode, steps=steps, size=size, chunk_steps=chunk_steps, cameras=cameras)
     return write_dataset(out, plan_shards(tasks, scenes_per_shard), encode, fields, workers=workers, progress=False)

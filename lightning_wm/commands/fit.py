@@ -135,6 +135,7 @@ def run_fit(args: argparse.Namespace) -> int:
     finally:
         if monitor is not None:
             monitor.finish()
+    print(f"rank {trainer.global_rank}: {trainer.global_step} steps")
     if trainer.is_global_zero:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         print(f"run {run_name}: {trainer.global_step} steps; checkpoints in {run_dir / 'checkpoints'}"

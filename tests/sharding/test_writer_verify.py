@@ -40,10 +40,10 @@ def test_a_failing_scene_leaves_only_complete_shards_and_a_rerun_finishes(tmp_pa
 
     real = helpers.make_scene
 
-    def broken(index, steps, size):
+    def broken(index, *args):
         if index == 3:  # the 2nd scene of the 2nd shard
             raise RuntimeError("source crashed")
-        return real(index, steps, size)
+        return real(index, *args)
 
     monkeypatch.setattr(helpers, "make_scene", broken)
     with pytest.raises(RuntimeError):
