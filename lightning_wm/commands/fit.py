@@ -18,7 +18,7 @@ from typing import Any
 import lightning as L
 import yaml
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from omegaconf import OmegaConf
 
 from datamodules.shard_datamodule import ShardDataModule
@@ -118,7 +118,9 @@ def run_fit(args: argparse.Namespace) -> int:
         logger = tracking.make_logger(fit.logger, workdir, run_name, run_tags(fit, family.name, data), run_id=run_id)
     callbacks = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss/total",
-                        save_last=True, save_top_k=1, save_on_exception=True, auto_insert_metric_name=False),
+                        save_last=True, save_top_k=1, auto_insert_metric_name=False),
+        # Ctrl-C or a crash: on_exception.ckpt, which `ckpt_path=last` resumes from when newest.
+        OnExceptionCheckpoint(run_dir / "checkpoints"),
         checkpoints.RunInfoInCheckpoint(run_name),
         *(instantiate(spec) for spec in fit.callbacks.values() if spec is not None),
     ]

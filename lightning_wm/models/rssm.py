@@ -102,7 +102,8 @@ class RSSM(nn.Module):
         """
         device = generator.device if generator is not None else logits.device
         u = torch.rand(logits.shape, generator=generator, device=device).to(logits.device)
-        gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0)).clamp_min(1e-20))
+        u = u.clamp(1e-7, 1 - 1e-7)  # keeps both logs finite in float32
+        gumbel = -torch.log(-torch.log(u))
         one_hot = F.one_hot((logits.detach() + gumbel).argmax(-1), logits.shape[-1]).to(logits.dtype)
         probs = logits.exp()
         return one_hot + probs - probs.detach()
@@ -172,16 +173,17 @@ class RSSM(nn.Module):
 
         deter gets Gaussian noise of std `eps` (deter lives in [-1, 1]); each categorical is
         replaced by a uniformly random class with probability `eps` (logits are kept).
-        eps=0 returns the state unchanged; eps=1 resamples every categorical.
+        eps=0 returns the state unchanged; eps=1 replaces every categorical.
         """
         if eps == 0:
             return state
         device = generator.device if generator is not None else state.deter.device
+        codes = state.stoch.shape[:-1]  # [..., S]
         noise = torch.randn(state.deter.shape, generator=generator, device=device).to(state.deter)
-        flip = torch.rand(state.stoch.shape[:-1], generator=generator, device=device) < eps  # [..., S]
-        random_class = torch.randint(self.classes, state.stoch.shape[:-1], generator=generator, device=device)
+        flip = (torch.rand(codes, generator=generator, device=device) < eps).to(state.stoch.device)
+        random_class = torch.randint(self.classes, codes, generator=generator, device=device)
         random_one_hot = F.one_hot(random_class, self.classes).to(state.stoch)
-        stoch = torch.where(flip.to(state.stoch.device).unsqueeze(-1), random_one_hot.to(state.stoch.device), state.stoch)
+        stoch = torch.where(flip.unsqueeze(-1), random_one_hot, state.stoch)
         return RSSMState(state.deter + eps * noise, stoch, state.logits)
 
 

@@ -32,7 +32,7 @@ class SingleCamConfig:
     ego_scale: float = 1.0  # weight of the ego-motion loss (squared error of [dx m, dy m, dyaw rad])
     hazard_scale: float = 1.0  # weight of the hazard loss (binary cross-entropy)
     unimix: float = 0.01  # uniform mix into the categorical probabilities, in [0, 1) (DreamerV3: 0.01)
-    compile: bool = False  # torch.compile the encoder, decoder and heads (slow first step, see benchmarks/bench_model.py)
+    compile: bool = False  # torch.compile encoder, decoder and heads (slow first step; benchmarks/bench_model.py)
     channels_last: bool = False  # channels_last memory format for the CNNs (see benchmarks/bench_model.py)
 
     def __post_init__(self) -> None:
@@ -55,7 +55,8 @@ class SingleCamConfig:
             raise ConfigError(f"model.unimix={self.unimix} must be in [0, 1) (DreamerV3 uses 0.01)")
         horizons = list(self.psnr_horizons)  # a ListConfig from Hydra becomes a plain list
         if not horizons or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in horizons):
-            raise ConfigError(f"model.psnr_horizons={horizons} must be a non-empty list of integers >= 1, e.g. [1, 4, 8]")
+            raise ConfigError(f"model.psnr_horizons={horizons} must be a non-empty list of integers >= 1, "
+                              "e.g. [1, 4, 8]")
         self.psnr_horizons = horizons
         for key in ("compile", "channels_last"):
             if not isinstance(getattr(self, key), bool):

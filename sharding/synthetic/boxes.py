@@ -130,7 +130,8 @@ def _pixel_box_pairs(boxes: BoxSet, camera_from_ego: np.ndarray, intrinsics: np.
     sizes = cols * rows
     owner = np.repeat(np.arange(len(box)), sizes)  # which (view, box) rectangle each pair belongs to
     offset = np.arange(owner.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    pixel = view[owner] * (width * height) + (v0[owner] + offset // cols[owner]) * width + u0[owner] + offset % cols[owner]
+    row, col = v0[owner] + offset // cols[owner], u0[owner] + offset % cols[owner]
+    pixel = view[owner] * (width * height) + row * width + col
     return pixel, box[owner]
 
 

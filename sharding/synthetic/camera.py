@@ -8,11 +8,14 @@ Frames: ego x forward, y left, z up; camera OpenCV (x right, y down, z forward).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from sharding.errors import ConfigError
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")  # the shard contract's rule for names in tar members
 
 
 @dataclass
@@ -54,8 +57,12 @@ class RigConfig:
             raise ConfigError(f"rig.mount_z_m={self.mount_z_m} must be above the ground (> 0 metres)")
         names = [c.name for c in self.cameras]
         for index, camera in enumerate(self.cameras):
+            if not _NAME_RE.match(camera.name):
+                raise ConfigError(f"rig.cameras[{index}].name={camera.name!r} may only hold letters, digits, "
+                                  "'_' and '-' (it becomes part of tar member names); rename it")
             if names.count(camera.name) > 1:
-                raise ConfigError(f"rig.cameras[{index}].name={camera.name!r} is used twice; give each camera a unique name")
+                raise ConfigError(f"rig.cameras[{index}].name={camera.name!r} is used twice; "
+                                  "give each camera a unique name")
             if not 10.0 < camera.fov_deg < 170.0:
                 raise ConfigError(f"rig.cameras[{index}].fov_deg={camera.fov_deg} must be in (10, 170) degrees")
             if not -80.0 < camera.pitch_deg < 80.0:
@@ -97,13 +104,22 @@ class RigConfig:
             out[index, :3, 3] = self.mount_point()
         return out
 
+    def camera_from_ego(self) -> np.ndarray:
+        """float64 [V, 4, 4]: the inverse of `ego_from_camera` (rigid: R^T and -R^T t)."""
+        ego_from_camera = self.ego_from_camera()
+        rotation_t = ego_from_camera[:, :3, :3].transpose(0, 2, 1)
+        out = np.tile(np.eye(4), (self.num_views, 1, 1))
+        out[:, :3, :3] = rotation_t
+        out[:, :3, 3] = -(rotation_t * ego_from_camera[:, None, :3, 3]).sum(-1)
+        return out
+
     def project(self, points_ego: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Project ego-frame points into every camera.
 
         points_ego: [N, 3]. Returns pixels float64 [V, N, 2] (u, v) and depth float64 [V, N]
         (camera z; a point is in front of the camera where depth > 0).
         """
-        camera_from_ego = np.linalg.inv(self.ego_from_camera())  # [V, 4, 4]
+        camera_from_ego = self.camera_from_ego()  # [V, 4, 4]
         points = np.asarray(points_ego, dtype=np.float64)
         in_camera = np.einsum("vij,nj->vni", camera_from_ego[:, :3, :3], points) + camera_from_ego[:, None, :3, 3]
         depth = in_camera[..., 2]

@@ -34,7 +34,9 @@ class ScriptedDriver:
         # times (s) of speed changes and lane changes over a scene
         self.speed_changes = list(np.sort(rng.uniform(0.5, 6.0, size=rng.integers(0, 3))))
         self.lane_change_at = list(np.sort(rng.uniform(0.5, 5.5, size=rng.poisson(0.6))))
-        self.hard_brake = (rng.uniform(0.8, 4.5), rng.uniform(0.8, 2.0), rng.uniform(0.7, 1.0)) if rng.random() < 0.15 else None
+        # (start s, duration s, brake pedal) of an unprovoked emergency stop, in 15% of scenes
+        self.hard_brake = (rng.uniform(0.8, 4.5), rng.uniform(0.8, 2.0), rng.uniform(0.7, 1.0)) \
+            if rng.random() < 0.15 else None
         self.distraction = (rng.uniform(0.5, 4.0), rng.uniform(1.5, 3.0)) if rng.random() < 0.18 else None
         self.cruise_speed: float | None = None  # set from the ego's speed at the first step
         self.target_lane: int | None = None

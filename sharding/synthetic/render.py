@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sharding.synthetic.boxes import BUILDING, FACE_TOP, FACE_X, FACE_Y, FOLIAGE, PEDESTRIAN, VEHICLE, BoxSet, Hits, cast_rays
+from sharding.synthetic.boxes import (
+    BUILDING, FACE_TOP, FACE_X, FACE_Y, FOLIAGE, PEDESTRIAN, VEHICLE, BoxSet, Hits, cast_rays,
+)
 from sharding.synthetic.camera import RigConfig
 from sharding.synthetic.ground import GroundStyle, shade_ground
 from sharding.synthetic.road import Road
@@ -31,7 +33,17 @@ def _headlight(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Light of the ego's low beams at ego-frame ground/hit positions (m); 0 behind the car."""
     ahead = np.maximum(x - 2.5, 1e-3)
     angle = np.arctan2(np.abs(y), ahead)
-    return (1.6 * np.exp(-(angle / 0.45) ** 2) / (1.0 + (ahead / 18.0) ** 2) * (x > 2.5)).astype(np.float32)
+    return (1.1 * np.exp(-(angle / 0.6) ** 2) / (1.0 + (ahead / 20.0) ** 2) * (x > 2.5)).astype(np.float32)
+
+
+def _pixel_rays(intrinsics: np.ndarray, ego_from_camera: np.ndarray, width: int, height: int) -> np.ndarray:
+    """float64 [V, H, W, 3]: the ray through each pixel centre in the ego frame, scaled to unit
+    camera depth (camera ray (x, y, 1)), so a ray parameter equals the depth."""
+    v, u = np.mgrid[0:height, 0:width].astype(np.float64)
+    k = intrinsics[:, None, None]  # [V, 1, 1, 3, 3]
+    camera_rays = np.stack([(u - k[..., 0, 2]) / k[..., 0, 0], (v - k[..., 1, 2]) / k[..., 1, 1],
+                            np.ones((len(intrinsics), height, width))], axis=-1)
+    return np.einsum("vij,vhwj->vhwi", ego_from_camera[:, :3, :3], camera_rays)
 
 
 class Renderer:
@@ -40,28 +52,27 @@ class Renderer:
     def __init__(self, rig: RigConfig, road: Road, scenery: BoxSet, atmosphere: Atmosphere, ground: GroundStyle,
                  rng: np.random.Generator, view_distance_m: float):
         self.rig, self.road, self.scenery = rig, road, scenery
-        self.atmosphere, self.ground, self.rng = atmosphere, ground, rng
+        self.atmosphere, self.ground = atmosphere, ground
         self.view_distance_m = view_distance_m
         self.shape = (rig.num_views, rig.height, rig.width)
         self.intrinsics = rig.intrinsics()
         ego_from_camera = rig.ego_from_camera()
-        self.camera_from_ego = np.linalg.inv(ego_from_camera)
+        self.camera_from_ego = rig.camera_from_ego()
         self.origin = rig.mount_point()
-
-        # rays: camera (x, y, 1) per pixel centre, rotated into the ego frame -> [V*H*W, 3]
-        v, u = np.mgrid[0 : rig.height, 0 : rig.width].astype(np.float64)
-        k = self.intrinsics
-        camera_rays = np.stack([(u[None] - k[:, None, None, 0, 2]) / k[:, None, None, 0, 0],
-                                (v[None] - k[:, None, None, 1, 2]) / k[:, None, None, 1, 1],
-                                np.ones((rig.num_views, rig.height, rig.width))], axis=-1)  # [V, H, W, 3]
-        rays = np.einsum("vij,vhwj->vhwi", ego_from_camera[:, :3, :3], camera_rays)
+        rays = _pixel_rays(self.intrinsics, ego_from_camera, rig.width, rig.height)  # [V, H, W, 3]
         self.rays = rays.reshape(-1, 3).astype(np.float32)
         horizontal = np.hypot(rays[..., 0], rays[..., 1])
         self.ray_length = np.linalg.norm(rays, axis=-1).reshape(-1).astype(np.float32)
         self.elevation = np.arctan2(rays[..., 2], horizontal).reshape(-1).astype(np.float32)
         self.azimuth = np.arctan2(rays[..., 1], rays[..., 0]).reshape(-1).astype(np.float32)
+        self._prepare_ground(rays)
+        self.foliage = noise_tile(rng, 32, octaves=3)
+        self.rain_seed = int(rng.integers(2**32))
 
-        # ground: where each downward ray meets z = 0, and how much ground one pixel covers there
+    def _prepare_ground(self, rays: np.ndarray) -> None:
+        """Per ground pixel (rays [V, H, W, 3] pointing down): where it meets z = 0, how much
+        ground it covers there, and its fixed light and fog."""
+        atmosphere = self.atmosphere
         down = np.minimum(rays[..., 2], -1e-4)
         depth = -self.origin[2] / down  # [V, H, W]
         ground = self.origin[:2] + depth[..., None] * rays[..., :2]  # [V, H, W, 2]
@@ -74,17 +85,23 @@ class Renderer:
         self.jacobian_v = np.gradient(ground, axis=1).reshape(-1, 2)[g].astype(np.float32)
         self.ground_xy = ground.reshape(-1, 2)[g].astype(np.float32)
         distance = (depth.reshape(-1) * self.ray_length)[g]
-        self.ground_fog = atmosphere.fog(distance)[:, None]
         self.ground_footprint = (np.hypot(*self.jacobian_u.T) + np.hypot(*self.jacobian_v.T)).astype(np.float32)
-        self.near_ground = np.flatnonzero(distance < ROAD_QUERY_M)  # into the ground arrays
-        light = atmosphere.surface_light(1.0, atmosphere.sun_direction[2])  # [3], flat ground
-        self.ground_light = np.broadcast_to(light, (g.size, 3)).copy()
+        self.near_ground = distance < ROAD_QUERY_M
+        # colour = albedo * gain + haze: light (sun, sky, headlights) and fog are fixed per pixel
+        light = np.broadcast_to(atmosphere.surface_light(1.0, atmosphere.sun_direction[2]), (g.size, 3))
         if atmosphere.headlights:
-            self.ground_light += _headlight(self.ground_xy[:, 0], self.ground_xy[:, 1])[:, None]
-        self.foliage = noise_tile(rng, 32, octaves=3)
+            light = light + _headlight(self.ground_xy[:, 0], self.ground_xy[:, 1])[:, None]
+        fog = atmosphere.fog(distance)[:, None]
+        self.ground_gain = (light * (1 - fog)).astype(np.float32)
+        self.ground_haze = (atmosphere.fog_color * fog).astype(np.float32)
 
-    def render(self, ego_x: float, ego_y: float, ego_yaw: float, ego_s: float, agents: BoxSet) -> np.ndarray:
-        """uint8 [V, H, W, 3] view of the world from the ego pose; `agents` in the world frame."""
+    def render(self, ego_x: float, ego_y: float, ego_yaw: float, ego_s: float, agents: BoxSet,
+               frame: int) -> np.ndarray:
+        """uint8 [V, H, W, 3] view of the world from the ego pose; `agents` in the world frame.
+
+        A pure function of its arguments: `frame` (the step index) seeds the rain, so rendering
+        a state twice, or not at all, never changes later frames.
+        """
         image = np.empty((self.rays.shape[0], 3), np.float32)
         sky = self.sky_index
         image[sky] = self.atmosphere.background(self.elevation[sky], self.azimuth[sky] + np.float32(ego_yaw))
@@ -95,7 +112,7 @@ class Renderer:
         if hits.pixel.size:
             image[hits.pixel] = self._shade_boxes(boxes, hits, ego_yaw)
         if self.atmosphere.rain > 0:
-            self._rain(image)
+            self._rain(image, frame)
         return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(*self.shape, 3)
 
     def _ground(self, ego_x: float, ego_y: float, ego_yaw: float, ego_s: float) -> np.ndarray:
@@ -103,21 +120,17 @@ class Renderer:
         c, s = np.float32(np.cos(ego_yaw)), np.float32(np.sin(ego_yaw))
         ex, ey = self.ground_xy[:, 0], self.ground_xy[:, 1]
         x, y = np.float32(ego_x) + c * ex - s * ey, np.float32(ego_y) + s * ex + c * ey
-        count = x.size
-        road_s, road_d = np.zeros(count, np.float32), np.full(count, 1e3, np.float32)
-        on_map = np.zeros(count, bool)
-        near = self.near_ground
-        road_s[near], road_d[near], on_map[near] = self.road.to_frenet(x[near], y[near], np.float32(ego_s))
+        road_s, road_d, on_map = self.road.to_frenet(x, y, np.float32(ego_s))
+        on_map &= self.near_ground
         # footprint across / along the road, using the road direction at the ego for the whole view
         relative = float(self.road.heading_at(ego_s)) - ego_yaw
-        normal = np.array([-np.sin(relative), np.cos(relative)], np.float32)
-        tangent = np.array([np.cos(relative), np.sin(relative)], np.float32)
-        ju, jv = self.jacobian_u, self.jacobian_v
-        across = np.maximum(np.abs(ju @ normal) + np.abs(jv @ normal), 0.02)
-        along = np.maximum(np.abs(ju @ tangent) + np.abs(jv @ tangent), 0.02)
+        c, s = np.float32(np.cos(relative)), np.float32(np.sin(relative))
+        ju, jv = self.jacobian_u, self.jacobian_v  # elementwise, not `@`: BLAS threads cost more than they save here
+        across = np.maximum(np.abs(c * ju[:, 1] - s * ju[:, 0]) + np.abs(c * jv[:, 1] - s * jv[:, 0]), 0.02)
+        along = np.maximum(np.abs(c * ju[:, 0] + s * ju[:, 1]) + np.abs(c * jv[:, 0] + s * jv[:, 1]), 0.02)
         albedo = shade_ground(self.ground, self.road.layout, road_s, road_d, on_map, x, y, across, along,
                               self.ground_footprint)
-        return albedo * self.ground_light * (1 - self.ground_fog) + self.atmosphere.fog_color * self.ground_fog
+        return albedo * self.ground_gain + self.ground_haze
 
     def _boxes_in_view(self, boxes: BoxSet, ego_x: float, ego_y: float, ego_yaw: float) -> BoxSet:
         """The boxes in the ego frame, without those too far away or behind every camera."""
@@ -186,10 +199,10 @@ class Renderer:
         fog = atmosphere.fog(hits.depth * self.ray_length[hits.pixel])[:, None]
         return (albedo * light + emit) * (1 - fog) + atmosphere.fog_color * fog
 
-    def _rain(self, image: np.ndarray) -> None:
+    def _rain(self, image: np.ndarray, frame: int) -> None:
         """Bright 3-pixel streaks at random places, in place on a flat [V*H*W, 3] image."""
         count = int(self.atmosphere.rain * image.shape[0])
-        start = self.rng.integers(0, image.shape[0], size=count)
+        start = np.random.default_rng([self.rain_seed, frame]).integers(0, image.shape[0], size=count)
         width = self.rig.width
         for offset in range(3):
             index = np.minimum(start + offset * width, image.shape[0] - 1)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 SAMPLE_SPACING_M = 0.5  # centreline table resolution; the linear correction keeps errors < 1 mm
-_FRENET_ITERATIONS = 4
+_FRENET_ITERATIONS = 3  # from the tangent guess, enough for cm accuracy within 250 m on 125 m bends
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,9 @@ class Road:
         steps = SAMPLE_SPACING_M * np.stack([np.cos(mid), np.sin(mid)], axis=1)
         xy = np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)]) + np.asarray(start_xy, dtype=np.float64)
         self.table = np.column_stack([xy, np.cos(heading), np.sin(heading), curvature])
-        self._table32 = self.table.astype(np.float32)  # for per-pixel queries: mm precision is plenty
+        # contiguous columns gather fastest; float32 ones serve per-pixel queries (mm precision)
+        self._columns = {np.dtype(np.float64): tuple(np.ascontiguousarray(c) for c in self.table.T),
+                         np.dtype(np.float32): tuple(np.ascontiguousarray(c, np.float32) for c in self.table.T)}
         self.heading = heading
         self.layout = layout
 
@@ -109,9 +111,10 @@ class Road:
 
     def _lookup(self, s: np.ndarray) -> tuple[np.ndarray, ...]:
         """Centre x, y, tangent x, y and curvature at arc lengths s (any shape), clamped to the road."""
-        table = self._table32 if s.dtype == np.float32 else self.table
-        nearest = np.clip(np.rint(s * (1.0 / SAMPLE_SPACING_M)), 0, len(table) - 1)
-        x, y, tx, ty, kappa = np.moveaxis(table[nearest.astype(np.int64)], -1, 0)  # each shaped like s
+        columns = self._columns.get(s.dtype, self._columns[np.dtype(np.float64)])
+        nearest = np.minimum(np.maximum(np.rint(s * (1.0 / SAMPLE_SPACING_M)), 0), len(self.table) - 1)
+        index = nearest.astype(np.intp)
+        x, y, tx, ty, kappa = (column[index] for column in columns)  # each shaped like s
         offset = s - nearest * SAMPLE_SPACING_M  # |offset| <= ds / 2 inside the road
         return x + tx * offset, y + ty * offset, tx, ty, kappa
 

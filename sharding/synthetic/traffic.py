@@ -6,7 +6,7 @@ comparisons; `world.py` converts them to world boxes for rendering and collision
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,6 +17,7 @@ _CAR_COLORS = np.array([[0.75, 0.08, 0.08], [0.1, 0.2, 0.6], [0.85, 0.85, 0.85],
                         [0.5, 0.5, 0.52], [0.1, 0.45, 0.2], [0.9, 0.65, 0.1], [0.3, 0.55, 0.8]], np.float32)
 _IDM_ACCEL, _IDM_DECEL, _IDM_GAP_M = 1.5, 2.5, 2.0  # comfortable acceleration, deceleration, standstill gap
 MAX_DECEL = 9.0
+PEDESTRIAN_SIZE_M = 0.55  # footprint side of a walker's box
 EMERGENCY_DECEL = 8.5  # a scripted hard stop of a leader (dry road, ABS)
 
 
@@ -118,15 +119,17 @@ class Vehicles:
         return Obstacles(self.s, self.d, self.speed * self.direction, self.length / 2, self.width / 2)
 
     def leaders(self, obstacles: Obstacles) -> tuple[np.ndarray, np.ndarray]:
-        """Gap (m, inf if none) to and speed of the nearest obstacle ahead in each vehicle's path."""
+        """Gap (m, inf if none) to and speed of the nearest obstacle ahead in each vehicle's path.
+
+        obstacles: M >= 1 of them (they may include the vehicles themselves). Returns two [N].
+        """
         ahead = (obstacles.s[None, :] - self.s[:, None]) * self.direction[:, None]  # [N, M]
-        in_path = np.abs(obstacles.d[None, :] - self.d[:, None]) < obstacles.half_width[None, :] + self.width[:, None] / 2 + 0.3
+        reach = obstacles.half_width[None, :] + self.width[:, None] / 2 + 0.3  # bodies overlap sideways
+        in_path = np.abs(obstacles.d[None, :] - self.d[:, None]) < reach
         gap = ahead - obstacles.half_length[None, :] - self.length[:, None] / 2
         gap = np.where(in_path & (ahead > 0.1), gap, np.inf)
-        nearest = np.argmin(gap, axis=1) if gap.shape[1] else np.zeros(len(self), np.int64)
-        best = gap[np.arange(len(self)), nearest] if gap.shape[1] else np.full(len(self), np.inf)
-        leader_speed = obstacles.speed_s[nearest] * self.direction if gap.shape[1] else np.zeros(len(self))
-        return best, leader_speed
+        nearest = np.argmin(gap, axis=1)
+        return gap[np.arange(len(self)), nearest], obstacles.speed_s[nearest] * self.direction
 
     def step(self, dt: float, time: float, others: Obstacles) -> None:
         """IDM car following behind the nearest of the other vehicles and `others` (ego, walkers)."""
@@ -167,8 +170,7 @@ class Pedestrians:
     height: np.ndarray
     color: np.ndarray  # [P, 3]
     track_id: np.ndarray
-    crossing: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-    size: float = 0.55
+    crossing: np.ndarray  # bool: on the carriageway right now
 
     @classmethod
     def spawn(cls, rng: np.random.Generator, layout: LaneLayout, count: int, ego_s: float, crossing_chance: float,
@@ -183,7 +185,7 @@ class Pedestrians:
         return cls(
             s=ego_s + rng.uniform(15.0, 150.0, size=count),
             d=d,
-            speed_s=np.where(crosses, 0.0, rng.choice([-1.0, 0.0, 1.0], size=count) * rng.uniform(0.8, 1.6, size=count)),
+            speed_s=np.where(crosses, 0.0, rng.choice([-1.0, 0.0, 1.0], size=count) * rng.uniform(0.8, 1.6, count)),
             speed_d=np.zeros(count),
             walk_speed=rng.uniform(1.4, 2.6, size=count),
             cross_when_s=np.where(crosses, rng.uniform(2.5, 5.0, size=count), np.nan),
@@ -215,7 +217,7 @@ class Pedestrians:
 
     def as_obstacles(self) -> Obstacles:
         """Only walkers on the carriageway block traffic."""
-        half = np.full(len(self), self.size / 2)
+        half = np.full(len(self), PEDESTRIAN_SIZE_M / 2)
         return Obstacles(self.s[self.crossing], self.d[self.crossing], np.zeros(int(self.crossing.sum())),
                          half[self.crossing], half[self.crossing])
 
@@ -225,6 +227,6 @@ class Pedestrians:
         facing = np.where(moving, np.arctan2(self.speed_d, self.speed_s), -np.pi / 2 * np.sign(self.d))
         count = len(self)
         return BoxSet(np.stack([x, y], 1).astype(np.float32), np.zeros(count, np.float32),
-                      self.height.astype(np.float32), np.full((count, 2), self.size / 2, np.float32),
+                      self.height.astype(np.float32), np.full((count, 2), PEDESTRIAN_SIZE_M / 2, np.float32),
                       (heading + facing).astype(np.float32), self.color.astype(np.float32),
                       np.full(count, PEDESTRIAN, np.int8))

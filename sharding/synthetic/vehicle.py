@@ -71,17 +71,3 @@ class EgoVehicle:
         center = np.array([self.x + self.center_offset * math.cos(self.yaw),
                            self.y + self.center_offset * math.sin(self.yaw)])
         return center, self.yaw, np.array([self.length / 2.0, self.width / 2.0])
-
-    def predict_footprints(self, times: np.ndarray, yaw_rate: float) -> tuple[np.ndarray, np.ndarray]:
-        """Body centres float64 [T, 2] and yaws [T] at future `times` (s), at constant speed and
-        turn rate (the usual CTRV assumption behind time-to-collision)."""
-        yaw = self.yaw + yaw_rate * times
-        if abs(yaw_rate) > 1e-4:
-            radius = self.speed / yaw_rate
-            x = self.x + radius * (np.sin(yaw) - math.sin(self.yaw))
-            y = self.y - radius * (np.cos(yaw) - math.cos(self.yaw))
-        else:
-            x = self.x + self.speed * times * math.cos(self.yaw)
-            y = self.y + self.speed * times * math.sin(self.yaw)
-        center = np.stack([x + self.center_offset * np.cos(yaw), y + self.center_offset * np.sin(yaw)], axis=-1)
-        return center, yaw

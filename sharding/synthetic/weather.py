@@ -67,7 +67,7 @@ class Atmosphere:
         fog_distance, rain, fog_color = rng.uniform(900.0, 2000.0), 0.0, horizon.copy()
         if weather == "fog":
             fog_distance = rng.uniform(35.0, 90.0)
-            fog_color = np.full(3, 0.78 if lighting != "night" else 0.08, np.float32) * (1.0 if lighting != "dusk" else 0.8)
+            fog_color = np.full(3, {"night": 0.08, "dusk": 0.62}.get(lighting, 0.78), np.float32)
             zenith = horizon = fog_color
             direct *= 0.3
         elif weather == "rain":
@@ -78,6 +78,8 @@ class Atmosphere:
             direct *= 0.3
         cloud_amount = {"day": rng.uniform(0.0, 0.6), "overcast": 0.9, "dusk": rng.uniform(0.2, 0.7),
                         "night": 0.3}[lighting]
+        if weather == "fog":
+            cloud_amount = 0.0  # the fog hides the sky
         hill = np.array(rng.uniform([0.28, 0.36, 0.30], [0.42, 0.48, 0.45]), np.float32)
         return cls(
             lighting=lighting, weather=weather, sky_zenith=zenith, sky_horizon=horizon, sun_direction=sun,
@@ -106,12 +108,13 @@ class Atmosphere:
         """Sky, clouds and distant hills for rays of world azimuth/elevation (rad), float32 [P, 3]."""
         up = np.clip(elevation * (1.0 / 0.6), 0.0, 1.0)[:, None]
         sky = self.sky_horizon * (1.0 - up) + self.sky_zenith * up
-        # clouds: a tile wrapped around the azimuth, stretched towards the horizon like a dome
-        col = (azimuth * (64 / (2 * math.pi))).astype(np.int64) % 64
-        row = np.clip(np.sqrt(np.clip(elevation, 0.0, None)) * 45.0, 0, 63).astype(np.int64)
-        cover = np.clip(self.clouds[row, col] * 0.5 + self.cloud_amount - 0.3, 0.0, 1.0)[:, None]
-        cloud_color = np.float32(0.55 * self.ambient + 0.35 * self.direct + 0.3) * np.minimum(self.sun_color, 1.0)
-        sky = sky * (1.0 - 0.8 * cover) + 0.8 * cover * cloud_color
+        if self.cloud_amount > 0:
+            # clouds: a tile wrapped around the azimuth, stretched towards the horizon like a dome
+            col = (azimuth * (64 / (2 * math.pi))).astype(np.int64) % 64
+            row = np.clip(np.sqrt(np.clip(elevation, 0.0, None)) * 45.0, 0, 63).astype(np.int64)
+            cover = np.clip(self.clouds[row, col] * 0.5 + self.cloud_amount - 0.3, 0.0, 1.0)[:, None]
+            cloud_color = np.float32(0.55 * self.ambient + 0.35 * self.direct + 0.3) * np.minimum(self.sun_color, 1.0)
+            sky = sky * (1.0 - 0.8 * cover) + 0.8 * cover * cloud_color
         # hills: a skyline over azimuth, hazed towards the horizon colour
         index = (azimuth * (len(self.skyline) / (2 * math.pi))).astype(np.int64) % len(self.skyline)
         hill_top = np.radians(self.skyline_deg) * (0.25 + 0.75 * self.skyline[index])

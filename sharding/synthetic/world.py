@@ -21,7 +21,7 @@ from sharding.synthetic.render import Renderer
 from sharding.synthetic.road import LaneLayout, Road
 from sharding.synthetic.scenery import roadside_boxes
 from sharding.synthetic.traffic import Obstacles, Pedestrians, Vehicles
-from sharding.synthetic.vehicle import WHEELBASE_M, EgoVehicle
+from sharding.synthetic.vehicle import EgoVehicle
 from sharding.synthetic.weather import LIGHTINGS, WEATHERS, Atmosphere
 
 AGENT_FIELDS = ("track_id", "class_id", "x", "y", "z", "length", "width", "height", "yaw", "speed")
@@ -46,7 +46,7 @@ class WorldConfig:
     crossing_chance: float = 0.35  # chance that a pedestrian crosses in front of the ego
     hazard_horizon_s: float = 2.0  # hazard[t] = 1 if a (near-)collision happens within this time
     near_collision_m: float = 0.5  # ego-agent gap (m) that counts as a near-collision
-    ttc_threshold_s: float = 1.0  # time-to-collision (s) that counts as a near-collision
+    ttc_threshold_s: float = 1.5  # time-to-collision (s) that counts as a near-collision
     view_distance_m: float = 150.0  # objects farther away are not drawn (fog hides them anyway)
     lighting: str = "random"  # random, day, overcast, dusk or night
     weather: str = "random"  # random, clear, fog or rain
@@ -87,8 +87,9 @@ class SyntheticWorld:
         lanes = int(rng.integers(world.lanes_min, world.lanes_max + 1))
         two_way = lanes >= 2 and rng.random() < 0.5
         self.urban = bool(rng.random() < 0.4)
+        sidewalk = float(rng.uniform(1.8, 3.5)) if self.urban else 0.0
         layout = LaneLayout(lanes, lanes // 2 if two_way else 0, world.lane_width_m,
-                            shoulder=float(rng.uniform(0.8, 2.5)), sidewalk=float(rng.uniform(1.8, 3.5)) if self.urban else 0.0)
+                            shoulder=float(rng.uniform(0.8, 2.5)), sidewalk=sidewalk)
         speed = float(rng.uniform(6.0, 24.0) * (0.7 if self.urban else 1.0))
         length = START_S_M + world.steps * self.dt * 40.0 + world.view_distance_m + 60.0
         self.road = Road.random(rngs[1], length, layout, world.max_curvature)
@@ -96,9 +97,9 @@ class SyntheticWorld:
         ego_lane = int(rng.integers(0, layout.forward_lanes))
         x, y, heading = self.road.to_world(START_S_M, layout.lane_center(ego_lane))
         self.ego = EgoVehicle(float(x), float(y), float(heading), speed)
-        self.steer = 0.0
-        self._ego_s = START_S_M
+        self._ego_sd = (START_S_M, float(layout.lane_center(ego_lane)))  # road coordinates, updated each step
         self.time = 0.0
+        self.frame = 0  # steps taken
 
         traffic_rng = rngs[2]
         count = int(traffic_rng.integers(math.ceil(world.max_vehicles / 3), world.max_vehicles + 1))
@@ -107,9 +108,10 @@ class SyntheticWorld:
         self.pedestrians = Pedestrians.spawn(traffic_rng, layout, walkers, START_S_M, world.crossing_chance, count)
         self._next_track_id = count + walkers
         # scripted traffic events: each is armed from its time on and fires at the first chance
+        lead_brake, cut_in = traffic_rng.random(2) < [world.lead_brake_chance, world.cut_in_chance]
         self.pending = {
-            "lead_brake": float(traffic_rng.uniform(0.5, 4.0)) if traffic_rng.random() < world.lead_brake_chance else None,
-            "cut_in": float(traffic_rng.uniform(0.5, 4.5)) if traffic_rng.random() < world.cut_in_chance else None,
+            "lead_brake": float(traffic_rng.uniform(0.5, 4.0)) if lead_brake else None,
+            "cut_in": float(traffic_rng.uniform(0.5, 4.5)) if cut_in else None,
         }
         self.lead_brake_s = float(traffic_rng.uniform(1.5, 3.0))
         self.event_rng = traffic_rng
@@ -124,15 +126,17 @@ class SyntheticWorld:
     # ----------------------------------------------------------------- simulation
     def step(self, steer: float, throttle: float, brake: float) -> None:
         """Advance 1 / fps seconds: the ego under the given controls, then everyone else."""
-        self.steer = float(steer)
         self.ego.step(steer, throttle, brake, self.dt)
-        self._ego_s = float(self.road.to_frenet(np.array(self.ego.x), np.array(self.ego.y), self._ego_s)[0])
+        s, d, _ = self.road.to_frenet(np.array(self.ego.x), np.array(self.ego.y), self._ego_sd[0])
+        self._ego_sd = (float(s), float(d))
         for name, start in self.pending.items():
             if start is not None and self.time >= start and self._fire(name):
                 self.pending[name] = None
-        self.vehicles.step(self.dt, self.time, Obstacles.concat([self._ego_obstacle(), self.pedestrians.as_obstacles()]))
-        self.pedestrians.step(self.dt, self._ego_s, self.ego.speed, self.road.layout)
+        others = Obstacles.concat([self._ego_obstacle(), self.pedestrians.as_obstacles()])
+        self.vehicles.step(self.dt, self.time, others)
+        self.pedestrians.step(self.dt, self._ego_sd[0], self.ego.speed, self.road.layout)
         self.time += self.dt
+        self.frame += 1
         self._collided = self._resolve_collisions()
 
     def _fire(self, event: str) -> bool:
@@ -157,7 +161,8 @@ class SyntheticWorld:
         if event == "lead_brake":
             v.brake_until[index] = self.time + self.lead_brake_s
         else:
-            v.target_d[index] = float(layout.lane_center(ego_lane)) + (v.target_d[index] - layout.lane_center(lanes[index]))
+            own_offset = v.target_d[index] - layout.lane_center(lanes[index])
+            v.target_d[index] = float(layout.lane_center(ego_lane)) + own_offset
             v.desired_speed[index] = min(v.desired_speed[index], self.ego.speed) * self.event_rng.uniform(0.7, 0.95)
         self.events.append({"event": event, "time_s": round(self.time, 2), "track_id": int(v.track_id[index])})
         return True
@@ -216,8 +221,7 @@ class SyntheticWorld:
 
     def ego_frenet(self) -> tuple[float, float]:
         """The ego origin (rear axle) in road coordinates (s, d), metres."""
-        s, d, _ = self.road.to_frenet(np.array(self.ego.x), np.array(self.ego.y), self._ego_s)
-        return float(s), float(d)
+        return self._ego_sd
 
     def ego_pose(self) -> np.ndarray:
         """float64 [4, 4] world_from_ego."""
@@ -226,7 +230,7 @@ class SyntheticWorld:
     def render(self) -> np.ndarray:
         """uint8 [V, H, W, 3] RGB, one image per camera of the rig."""
         agents = BoxSet.concat([self.vehicles.boxes(self.road), self.pedestrians.boxes(self.road)])
-        return self.renderer.render(self.ego.x, self.ego.y, self.ego.yaw, self._ego_s, agents)
+        return self.renderer.render(self.ego.x, self.ego.y, self.ego.yaw, self._ego_sd[0], agents, self.frame)
 
     def collided(self) -> bool:
         """Whether the ego's body overlapped an agent at the last step."""
@@ -241,7 +245,7 @@ class SyntheticWorld:
         heights = np.concatenate([self.vehicles.height, self.pedestrians.height])
         bottoms = np.concatenate([np.full(len(self.vehicles), 0.05), np.zeros(len(self.pedestrians))])
         speeds = np.concatenate([self.vehicles.speed, np.hypot(self.pedestrians.speed_s, self.pedestrians.speed_d)])
-        classes = np.concatenate([np.full(len(self.vehicles), CLASS_VEHICLE), np.full(len(self.pedestrians), CLASS_PEDESTRIAN)])
+        classes = np.repeat([CLASS_VEHICLE, CLASS_PEDESTRIAN], [len(self.vehicles), len(self.pedestrians)])
         relative_yaw = np.arctan2(np.sin(yaw - self.ego.yaw), np.cos(yaw - self.ego.yaw))
         track_id = np.concatenate([self.vehicles.track_id, self.pedestrians.track_id])
         rows = np.column_stack([
@@ -274,8 +278,8 @@ class SyntheticWorld:
         """(Smallest ego-agent gap in m, time to collision in s): the near-collision measures.
 
         Time to collision: the first of the times 0.1, 0.2, ... ttc_threshold_s at which the
-        ego's body (constant speed and turn rate) overlaps an agent's (agents keep their
-        velocities along the road); inf if none does within the threshold.
+        ego's body overlaps an agent's, everyone keeping their velocity along and across the
+        road (so bends do not look like collision courses); inf if none does within the threshold.
         """
         if not self.num_agents:
             return math.inf, math.inf
@@ -286,12 +290,18 @@ class SyntheticWorld:
         times = np.arange(1, int(round(self.config.ttc_threshold_s / 0.1)) + 1) * 0.1
         if not times.size:
             return gap, math.inf
-        yaw_rate = self.ego.speed * math.tan(self.steer) / WHEELBASE_M
-        ego_center, ego_yaw = self.ego.predict_footprints(times, yaw_rate)
+        t = times[:, None]
+        ego_s, ego_d = self.ego_frenet()
+        relative = self.ego.yaw - float(self.road.heading_at(ego_s))
+        x, y, heading = self.road.to_world(ego_s + self.ego.speed * math.cos(relative) * times,
+                                           ego_d + self.ego.speed * math.sin(relative) * times)
+        ego_yaw = heading + relative
+        ego_center = np.stack([x + self.ego.center_offset * np.cos(ego_yaw),
+                               y + self.ego.center_offset * np.sin(ego_yaw)], axis=-1)
         ego_future = rectangle_corners(ego_center, ego_yaw, half)[:, None]  # [T, 1, 4, 2]
         v, p = self.vehicles, self.pedestrians
-        s = np.concatenate([v.s[None] + v.direction * v.speed * times[:, None], p.s[None] + p.speed_s * times[:, None]], 1)
-        d = np.concatenate([v.d[None] + v.lateral_speed() * times[:, None], p.d[None] + p.speed_d * times[:, None]], 1)
+        s = np.concatenate([v.s + v.direction * v.speed * t, p.s + p.speed_s * t], axis=1)  # [T, N]
+        d = np.concatenate([v.d + v.lateral_speed() * t, p.d + p.speed_d * t], axis=1)
         x, y, heading = self.road.to_world(s, d)
         yaw_offset = agent_yaw - self.road.heading_at(np.concatenate([v.s, p.s]))  # keeps each agent's facing
         future = rectangle_corners(np.stack([x, y], -1), heading + yaw_offset, agent_half)  # [T, N, 4, 2]

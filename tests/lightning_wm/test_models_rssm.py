@@ -81,6 +81,13 @@ def test_unimix_keeps_every_class_possible():
     assert probs.max().item() == pytest.approx(0.99 + 0.01 / 4, rel=1e-4)
 
 
+def test_samples_follow_the_categorical_distribution():
+    probs = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.7, 0.1, 0.1, 0.1]])  # [S=2, K=4]
+    logits = probs.log().expand(20_000, 2, 4)
+    frequencies = RSSM.sample(logits, torch.Generator().manual_seed(0)).mean(0)
+    assert torch.allclose(frequencies, probs, atol=0.015), frequencies
+
+
 def test_straight_through_sample_is_one_hot_and_passes_gradient_to_the_encoder_side():
     rssm = _rssm()
     embeds = torch.randn(3, 5, 12, requires_grad=True)  # stands in for encoder outputs
@@ -113,6 +120,8 @@ def test_imagine_depends_on_actions_and_is_deterministic_given_a_generator():
     assert torch.equal(a.deter, b.deter) and torch.equal(a.stoch, b.stoch)
     c = rssm.imagine(start, actions + 1.0, torch.Generator().manual_seed(3))
     assert not torch.allclose(a.deter[:, 0], c.deter[:, 0])  # the first step already differs
+    d = rssm.imagine(start, actions, torch.Generator().manual_seed(4))
+    assert not torch.equal(a.stoch, d.stoch)  # another seed draws other samples
 
 
 def test_perturb_scales_with_eps_and_zero_is_identity():
