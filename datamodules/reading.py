@@ -11,15 +11,14 @@ from __future__ import annotations
 import io
 import json
 import os
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import braceexpand
 import fsspec
 import numpy as np
-from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from datamodules import tar_stream
 from sharding import contract
 from sharding.errors import ShardError
 
@@ -109,19 +108,18 @@ def _check_local_sizes(manifest: contract.Manifest, urls: dict[str, str]) -> Non
 def iter_samples(url: str, expected: int) -> Iterator[dict]:
     """Samples of one shard as {"__key__", suffix: bytes}.
 
-    A corrupt or truncated tar raises ShardError, and so does one that ends early: tarfile
-    takes a damaged header after the first member for the end of the archive, silently.
+    A corrupt or truncated tar raises ShardError, and so does one with fewer samples than the
+    manifest says.
     """
     fix = "check the dataset with `lwm shard verify` and re-shard"
     count = 0
     try:
         with fsspec.open(url, "rb") as stream:
-            files = tar_file_expander([{"url": url, "stream": stream}])
-            # lcase=False: camera names such as CAM_FRONT keep their case.
-            for sample in group_by_keys(files, lcase=False):
+            for sample in tar_stream.iter_samples(stream):
+                sample["__url__"] = url
                 count += 1
                 yield sample
-    except (tarfile.TarError, EOFError, OSError, ValueError) as error:
+    except (OSError, ValueError) as error:
         raise ShardError(f"{url}: truncated or corrupt shard ({type(error).__name__}: {error.args[0]}); {fix}") from error
     if count != expected:
         raise ShardError(f"{url}: {count} samples, the manifest says {expected} (corrupt shard); {fix}")
