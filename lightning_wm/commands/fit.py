@@ -116,9 +116,11 @@ def run_fit(args: argparse.Namespace) -> int:
     logger = False
     if fit.logger.enabled:
         logger = tracking.make_logger(fit.logger, workdir, run_name, run_tags(fit, family.name, data), run_id=run_id)
+    has_val = data.manifest.splits()["val"]["samples"] > 0
     callbacks = [
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss/total",
-                        save_last=True, save_top_k=1, auto_insert_metric_name=False),
+        # best.ckpt by validation loss; a dataset without a val split keeps last.ckpt only
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", save_last=True, auto_insert_metric_name=False,
+                        **({"monitor": "val/loss/total", "save_top_k": 1} if has_val else {"save_top_k": 0})),
         # Ctrl-C or a crash: on_exception.ckpt, which `ckpt_path=last` resumes from when newest.
         OnExceptionCheckpoint(run_dir / "checkpoints"),
         checkpoints.RunInfoInCheckpoint(run_name),

@@ -203,3 +203,9 @@ def test_ctrl_c_leaves_a_checkpoint_that_resumes(dataset, workdir):
     assert f"rank 0: {step + 3} steps" in result.stdout
     assert len(local_client(workdir).search_runs([local_client(workdir).get_experiment_by_name(
         "lightning-wm").experiment_id])) == 1
+
+
+def test_dataset_without_val_split_trains_and_keeps_last(tmp_path, workdir):
+    make_dataset(tmp_path / "noval", train_scenes=2, val_scenes=0, steps=16, chunk_steps=16, size=32)
+    assert fit(tmp_path / "noval", "trainer.max_steps=3", "logger=none") == 0
+    assert [p.name for p in workdir.glob("lwm_runs/*/checkpoints/*.ckpt")] == ["last.ckpt"]
