@@ -56,3 +56,15 @@ class ImageEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.convs(images - 0.5)  # [N, C, h, w]
         return x.flatten(1)  # [N, E]
+
+    def forward_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Embeddings plus every stage's output: [N, 3, H, W] -> ([N, E], maps).
+
+        maps[i] is [N, depth * 2**i, H / 2**(i+1), W / 2**(i+1)], the skip features a
+        reference-conditioned decoder (`WarpDecoder`) reads at the matching resolution.
+        """
+        x, maps = images - 0.5, []
+        for stage in range(0, len(self.convs), 3):  # conv, norm, SiLU per stage
+            x = self.convs[stage + 2](self.convs[stage + 1](self.convs[stage](x)))
+            maps.append(x)
+        return x.flatten(1), maps

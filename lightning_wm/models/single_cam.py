@@ -2,12 +2,21 @@
 
 This file holds the training step, the named loss terms, validation (teacher-forced losses and
 open-loop PSNR against baselines), the optimiser and the rollout interface; the networks live
-in `encoders.py`, `rssm.py`, `decoders.py` and `heads.py`. Frames are float in [0, 1].
+in `encoders.py`, `rssm.py`, `warp_decoder.py` and `heads.py`. Frames are float in [0, 1].
+
+Two choices differ from DreamerV3, both for video prediction rather than control:
+- the image decoder renders a frame by warping a *reference* frame (the last observed one when
+  imagining) instead of painting it from the latent alone (see `warp_decoder.py`); in
+  teacher-forced training the reference is a random 1..`max_reference_age` steps back;
+- besides DreamerV3's teacher-forced losses, an *open-loop* term imagines the last
+  `T - context_steps` steps of each window from the posterior at `context_steps - 1` with the
+  true actions and scores the decoded frames (and ego motion) against the real ones, so the
+  dynamics are trained on the task the model is evaluated on.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import lightning as L
@@ -18,16 +27,18 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from datamodules.batch import Batch
-from lightning_wm.models.decoders import ImageDecoder, image_loss
+from lightning_wm.models.decoders import image_loss
 from lightning_wm.models.encoders import ImageEncoder
-from lightning_wm.models.heads import EgoMotionHead, HazardHead, ego_loss, hazard_loss
+from lightning_wm.models.heads import EgoMotionHead, HazardHead, ego_loss, hazard_loss, pose_deltas
 from lightning_wm.models.rollout import open_loop
 from lightning_wm.models.rssm import RSSM, RSSMState, kl_loss
+from lightning_wm.models.schedules import adamw_warmup_cosine
 from lightning_wm.models.single_cam_config import SingleCamConfig
 from lightning_wm.models.sizes import get_size
+from lightning_wm.models.training_hooks import LOSS_NAMES, WorldModelTrainingHooks
+from lightning_wm.models.warp_decoder import WarpDecoder
 from sharding.errors import ConfigError
 
-LOSS_NAMES = ("image", "kl_dyn", "kl_rep", "ego", "hazard", "total")
 PSNR_KINDS = ("psnr", "psnr_copy_last", "psnr_shuffled_actions")  # logged as val/<kind>/h<k>
 
 
@@ -37,7 +48,23 @@ def frame_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -10 * torch.log10(mse.clamp_min(1e-10))
 
 
-class SingleCamWorldModel(L.LightningModule):
+@dataclass
+class SingleCamState:
+    """Rollout state: the latent plus the reference frame the decoder warps.
+
+    latent:         `RSSMState`, leading dims [B] (one step) or [B, H] (imagined steps)
+    reference:      [B, 3, H, W] the last observed frame, in [0, 1]
+    reference_maps: the encoder's stage outputs of `reference` (see `ImageEncoder.forward_maps`)
+    age:            [B] or [B, H] int64, steps between the reference and each state
+    """
+
+    latent: RSSMState
+    reference: torch.Tensor
+    reference_maps: list[torch.Tensor]
+    age: torch.Tensor
+
+
+class SingleCamWorldModel(WorldModelTrainingHooks, L.LightningModule):
     """RSSM world model on one camera: `SingleCamWorldModel(config, action_names, image_size)`.
 
     config:       `SingleCamConfig` or a plain dict of its fields
@@ -62,7 +89,7 @@ class SingleCamWorldModel(L.LightningModule):
         self.encoder = ImageEncoder(size.cnn_depth, self.image_size)
         self.rssm = RSSM(self.encoder.embed_dim, len(self.action_names), size.deter, size.stoch, size.classes,
                          size.units, unimix=self.config.unimix)
-        self.decoder = ImageDecoder(size.feature_dim, size.cnn_depth, self.image_size)
+        self.decoder = WarpDecoder(size.feature_dim, size.cnn_depth, self.image_size)
         self.ego_head = EgoMotionHead(size.feature_dim, size.units, size.mlp_layers)
         self.hazard_head = HazardHead(size.feature_dim, size.units, size.mlp_layers)
         if self.config.channels_last:
@@ -89,12 +116,22 @@ class SingleCamWorldModel(L.LightningModule):
             raise ConfigError(f"batch has {actions.shape[-1]} actions but the model was built for "
                               f"{self.action_names}; build it with the datamodule's action_names")
 
-    def _embed(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames [B, T, 1, 3, H, W] -> embeddings [B, T, E], the encoder batched over B*T."""
+    def _embed(self, frames: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """frames [B, T, 1, 3, H, W] -> (embeddings [B, T, E], per-stage maps [B*T, C_i, h_i, w_i])."""
         x = rearrange(frames, "b t 1 c h w -> (b t) c h w")
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return rearrange(self.encoder(x), "(b t) e -> b t e", b=frames.shape[0])
+        embeds, maps = self.encoder.forward_maps(x)
+        return rearrange(embeds, "(b t) e -> b t e", b=frames.shape[0]), maps
+
+    def _render(self, features: torch.Tensor, images: torch.Tensor, maps: list[torch.Tensor],
+                reference_index: torch.Tensor, age: torch.Tensor) -> torch.Tensor:
+        """Decode features [N, F] against references picked from a flat image stack.
+
+        images [M, 3, H, W] and maps (per stage [M, ...]) hold candidate references;
+        reference_index [N] picks one per feature; age [N] -> frames [N, 3, H, W].
+        """
+        return self.decoder(features, images[reference_index], [m[reference_index] for m in maps], age)
 
     @staticmethod
     def _prev_actions(actions: torch.Tensor) -> torch.Tensor:
@@ -105,41 +142,53 @@ class SingleCamWorldModel(L.LightningModule):
         return F.pad(actions[:, :-1], (0, 0, 1, 0))
 
     def losses(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Teacher-forced world-model loss: batch -> (total, named terms).
+        """World-model loss: batch -> (total, named terms).
 
-        Terms (unscaled): image, kl_dyn, kl_rep, ego, hazard, total (the weighted sum), and
-        kl_dyn_raw, kl_rep_raw (before free bits).
+        Teacher-forced terms (DreamerV3): image, kl_dyn, kl_rep, ego, hazard. Open-loop terms:
+        open_loop_image, open_loop_ego (imagined from step context_steps - 1 with the true
+        actions; zero when the window is not longer than the context). Also total (the weighted
+        sum) and kl_dyn_raw, kl_rep_raw (before free bits).
         """
         frames, actions, cfg = batch["frames"], batch["actions"], self.config
         self._check_frames(frames, actions)
-        post, prior = self.rssm.observe(self._embed(frames), self._prev_actions(actions))
+        batch_size, steps = frames.shape[:2]
+        images = rearrange(frames, "b t 1 c h w -> (b t) c h w")
+        embeds, maps = self._embed(frames)
+        post, prior = self.rssm.observe(embeds, self._prev_actions(actions))
         features = post.feature()  # [B, T, F]
-        recon = self.decoder(rearrange(features, "b t f -> (b t) f"))  # [B*T, 3, H, W]
+
+        # Teacher forcing: frame t is rendered from a reference 1..max_reference_age steps back.
+        time = torch.arange(steps, device=frames.device).expand(batch_size, steps)
+        back = torch.randint(1, cfg.max_reference_age + 1, (batch_size, steps), device=frames.device)
+        reference_step = (time - back).clamp(min=0)
+        offsets = torch.arange(batch_size, device=frames.device)[:, None] * steps  # row b starts at b*T
+        recon = self._render(rearrange(features, "b t f -> (b t) f"), images, maps,
+                             (offsets + reference_step).flatten(), (time - reference_step).flatten())
         kl, terms = kl_loss(post.logits, prior.logits, cfg.free_bits, cfg.kl_dyn_scale, cfg.kl_rep_scale)
-        terms["image"] = image_loss(recon, rearrange(frames, "b t 1 c h w -> (b t) c h w"))
+        terms["image"] = image_loss(recon, images)
         terms["ego"] = ego_loss(self.ego_head(features), batch["ego"])
         terms["hazard"] = hazard_loss(self.hazard_head(features), batch["hazard"])
+
+        # Open loop: imagine the steps after the context and render them against its last frame.
+        context = cfg.context_steps
+        zero = features.new_zeros(())
+        terms["open_loop_image"], terms["open_loop_ego"] = zero, zero
+        if steps > context:
+            imagined = self.rssm.imagine(post[:, context - 1], actions[:, context - 1 : steps - 1])  # [B, T-C]
+            horizon = steps - context
+            ages = torch.arange(1, horizon + 1, device=frames.device).repeat(batch_size)
+            predicted = self._render(rearrange(imagined.feature(), "b h f -> (b h) f"), images, maps,
+                                     (offsets + context - 1).repeat_interleave(horizon, 0).flatten(), ages)
+            terms["open_loop_image"] = image_loss(predicted, rearrange(frames[:, context:], "b h 1 c x y -> (b h) c x y"))
+            truth = pose_deltas(batch["ego"])[:, context - 1 :]  # motion into each imagined step: [B, T-C, 3]
+            terms["open_loop_ego"] = (self.ego_head(imagined.feature()) - truth).square().sum(-1).mean()
         total = (cfg.image_scale * terms["image"] + kl + cfg.ego_scale * terms["ego"]
-                 + cfg.hazard_scale * terms["hazard"])
+                 + cfg.hazard_scale * terms["hazard"]
+                 + cfg.open_loop_scale * (cfg.image_scale * terms["open_loop_image"] + cfg.ego_scale * terms["open_loop_ego"]))
         terms["total"] = total
         return total, terms
 
-    # ---- Lightning hooks --------------------------------------------------------------
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        total, terms = self.losses(batch)
-        size = batch["frames"].shape[0]
-        self.log_dict({f"train/loss/{name}": terms[name] for name in LOSS_NAMES if name != "total"}, batch_size=size)
-        self.log("train/loss/total", total, prog_bar=True, batch_size=size)
-        self.log_dict({"train/kl/dyn_raw": terms["kl_dyn_raw"], "train/kl/rep_raw": terms["kl_rep_raw"],
-                       "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"]}, batch_size=size)
-        return total
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Before the trainer clips, so the log shows the raw norm that clipping acts on.
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if grads:
-            self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads))
-
+    # ---- Lightning hooks (training_step: WorldModelTrainingHooks) -----------------------
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         _, terms = self.losses(batch)
         frames, actions = batch["frames"], batch["actions"]
@@ -164,38 +213,50 @@ class SingleCamWorldModel(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.config
-        optimizer = torch.optim.AdamW(self.parameters(), lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
-        warmup = cfg.warmup_steps
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adamw_warmup_cosine(self, cfg.lr, cfg.weight_decay, cfg.warmup_steps, cfg.lr_final_fraction, cfg.adam_eps)
 
     # ---- rollout interface (lightning_wm.models.rollout.RolloutModel) ------------------
     def observe(self, frames: torch.Tensor, actions: torch.Tensor,
-                generator: torch.Generator | None = None) -> RSSMState:
-        """frames [B, T, 1, 3, H, W], actions [B, T, A] -> posterior state after step T-1 ([B])."""
+                generator: torch.Generator | None = None) -> SingleCamState:
+        """frames [B, T, 1, 3, H, W], actions [B, T, A] -> state after step T-1 ([B]), whose
+        reference is frame T-1."""
         self._check_frames(frames, actions)
-        post, _ = self.rssm.observe(self._embed(frames), self._prev_actions(actions), generator=generator)
-        return post[:, -1]
+        embeds, maps = self._embed(frames)
+        post, _ = self.rssm.observe(embeds, self._prev_actions(actions), generator=generator)
+        steps = frames.shape[1]
+        last = [rearrange(m, "(b t) c h w -> b t c h w", t=steps)[:, -1] for m in maps]
+        age = torch.zeros(frames.shape[0], dtype=torch.long, device=frames.device)
+        return SingleCamState(post[:, -1], frames[:, -1, 0], last, age)
 
-    def imagine(self, state: RSSMState, actions: torch.Tensor,
-                generator: torch.Generator | None = None) -> RSSMState:
+    def imagine(self, state: SingleCamState, actions: torch.Tensor,
+                generator: torch.Generator | None = None) -> SingleCamState:
         """state [B], actions [B, H, A] (actions[:, 0] taken in `state`'s step) -> states [B, H]."""
-        return self.rssm.imagine(state, actions, generator)
+        latent = self.rssm.imagine(state.latent, actions, generator)
+        steps = torch.arange(1, actions.shape[1] + 1, device=actions.device)
+        return SingleCamState(latent, state.reference, state.reference_maps, state.age[:, None] + steps)
 
-    def decode(self, states: RSSMState) -> torch.Tensor:
+    def decode(self, states: SingleCamState) -> torch.Tensor:
         """states [B, H] -> frames [B, H, 1, 3, h, w] in [0, 1]."""
-        images = self.decoder(rearrange(states.feature(), "b t f -> (b t) f"))  # [B*H, 3, h, w]
-        return rearrange(images, "(b t) c h w -> b t 1 c h w", b=states.deter.shape[0]).clamp(0, 1)
+        batch, horizon = states.age.shape
+        index = torch.arange(batch, device=states.age.device).repeat_interleave(horizon)
+        images = self._render(rearrange(states.latent.feature(), "b t f -> (b t) f"), states.reference,
+                              states.reference_maps, index, states.age.flatten())
+        return rearrange(images, "(b t) c h w -> b t 1 c h w", b=batch).clamp(0, 1)
 
-    def perturb(self, state: RSSMState, eps: float, generator: torch.Generator | None = None) -> RSSMState:
-        """Gaussian noise of std eps on deter; each categorical replaced at random with probability eps."""
-        return self.rssm.perturb(state, eps, generator)
+    def perturb(self, state: SingleCamState, eps: float, generator: torch.Generator | None = None) -> SingleCamState:
+        """Gaussian noise of std eps on deter; each categorical replaced at random with probability eps.
 
-    def ego_motion(self, states: RSSMState) -> torch.Tensor:
+        eps=0 returns `state` itself.
+        """
+        if eps == 0:
+            return state
+        return SingleCamState(self.rssm.perturb(state.latent, eps, generator), state.reference,
+                              state.reference_maps, state.age)
+
+    def ego_motion(self, states: SingleCamState) -> torch.Tensor:
         """states [B, H] -> [B, H, 3]: [dx m, dy m, dyaw rad] from step h-1 into step h."""
-        return self.ego_head(states.feature())
+        return self.ego_head(states.latent.feature())
 
-    def hazard_logits(self, states: RSSMState) -> torch.Tensor:
+    def hazard_logits(self, states: SingleCamState) -> torch.Tensor:
         """states [B, H] -> [B, H] hazard logits."""
-        return self.hazard_head(states.feature())
+        return self.hazard_head(states.latent.feature())

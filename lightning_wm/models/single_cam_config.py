@@ -19,10 +19,11 @@ class SingleCamConfig:
     """Hydra group `model/` for `model_family: single_cam`."""
 
     size: str = "xs"  # network size preset: tiny (tests), xs (CPU default), s (DreamerV3 S, ~15.5M), m (DreamerV3 M)
-    lr: float = 3e-4  # Adam learning rate after warmup
+    lr: float = 6e-4  # Adam learning rate after warmup
     adam_eps: float = 1e-8  # Adam epsilon
     weight_decay: float = 0.0  # decoupled weight decay (AdamW); 0: plain Adam
     warmup_steps: int = 100  # linear learning-rate warmup, in optimiser steps; 0: none
+    lr_final_fraction: float = 0.1  # cosine decay after warmup to lr * this at trainer.max_steps; 1: constant lr
     context_steps: int = 8  # validation open loop: frames observed before imagining the rest of the window
     psnr_horizons: list[int] = field(default_factory=lambda: [1, 4, 8])  # imagined steps logged as val/psnr/h<k>
     free_bits: float = 1.0  # nats per step under which the KL terms give no gradient (DreamerV3: 1)
@@ -31,6 +32,8 @@ class SingleCamConfig:
     image_scale: float = 1.0  # weight of the image loss (sum of squared errors per image)
     ego_scale: float = 1.0  # weight of the ego-motion loss (squared error of [dx m, dy m, dyaw rad])
     hazard_scale: float = 1.0  # weight of the hazard loss (binary cross-entropy)
+    open_loop_scale: float = 1.0  # weight of the open-loop terms (imagined after the context; 0: DreamerV3's losses only)
+    max_reference_age: int = 8  # teacher forcing renders frame t from a reference 1..this many steps back
     unimix: float = 0.01  # uniform mix into the categorical probabilities, in [0, 1) (DreamerV3: 0.01)
     compile: bool = False  # torch.compile encoder, decoder and heads (slow first step; benchmarks/bench_model.py)
     channels_last: bool = False  # channels_last memory format for the CNNs (see benchmarks/bench_model.py)
@@ -40,17 +43,21 @@ class SingleCamConfig:
             raise ConfigError(f"model.size={self.size!r} is not a known size; choose one of {sorted(SIZES)}")
         positive = ("lr", "adam_eps")
         non_negative = ("weight_decay", "free_bits", "kl_dyn_scale", "kl_rep_scale", "image_scale", "ego_scale",
-                        "hazard_scale")
+                        "hazard_scale", "open_loop_scale")
         for key in positive + non_negative:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"model.{key}={value!r} must be a number")
             if value < 0 or (key in positive and value == 0):
                 raise ConfigError(f"model.{key}={value} must be {'> 0' if key in positive else '>= 0'}")
-        for key, low in (("warmup_steps", 0), ("context_steps", 1)):
+        for key, low in (("warmup_steps", 0), ("context_steps", 1), ("max_reference_age", 1)):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"model.{key}={value!r} must be an integer >= {low}")
+        if isinstance(self.lr_final_fraction, bool) or not isinstance(self.lr_final_fraction, (int, float)) \
+                or not 0 <= self.lr_final_fraction <= 1:
+            raise ConfigError(f"model.lr_final_fraction={self.lr_final_fraction!r} must be a number in [0, 1] "
+                              "(1: constant learning rate)")
         if not 0 <= self.unimix < 1:
             raise ConfigError(f"model.unimix={self.unimix} must be in [0, 1) (DreamerV3 uses 0.01)")
         horizons = list(self.psnr_horizons)  # a ListConfig from Hydra becomes a plain list

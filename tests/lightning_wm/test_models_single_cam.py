@@ -1,5 +1,7 @@
 """SingleCamWorldModel end to end on CPU: Lightning fit/validate, metrics, checkpoints, config."""
 
+import dataclasses
+
 import lightning as L
 import pytest
 import torch
@@ -47,7 +49,8 @@ def test_fit_logs_every_named_training_metric(fitted):
     for name in ("train/kl/dyn_raw", "train/kl/rep_raw", "train/grad_norm"):
         assert torch.isfinite(train_metrics[name]), name
     assert train_metrics["train/grad_norm"] > 0
-    assert train_metrics["train/lr"].item() == pytest.approx(3e-4)  # warmup of 2 steps is over
+    # warmup of 2 steps is over; the cosine decay over max_steps=3 starts at the full rate
+    assert train_metrics["train/lr"].item() == pytest.approx(model.config.lr)
 
 
 def test_validate_logs_losses_and_psnr_against_baselines(fitted):
@@ -61,7 +64,7 @@ def test_validate_logs_losses_and_psnr_against_baselines(fitted):
 
 
 def test_lr_warms_up_linearly():
-    model = SingleCamWorldModel({**CONFIG, "warmup_steps": 4}, ACTIONS, (32, 32))
+    model = SingleCamWorldModel({**CONFIG, "warmup_steps": 4, "lr": 3e-4}, ACTIONS, (32, 32))  # no trainer: no decay
     optimizers = model.configure_optimizers()
     schedule = optimizers["lr_scheduler"]["scheduler"]
     lrs = []
@@ -91,7 +94,7 @@ def test_rollout_interface_shapes_and_action_effect():
     frames, actions = batch["frames"], batch["actions"]
     with torch.no_grad():
         state = model.observe(frames[:, :8], actions[:, :8])
-        assert state.deter.shape[0] == 2
+        assert state.latent.deter.shape[0] == 2 and torch.equal(state.reference, frames[:, 7, 0])
         future = actions[:, 7:15]
         states = model.imagine(state, future, torch.Generator().manual_seed(1))
         video = model.decode(states)
@@ -103,23 +106,52 @@ def test_rollout_interface_shapes_and_action_effect():
         assert (other - video).abs().mean() > 1e-4
         assert model.perturb(state, 0.0) is state
         noisy = model.perturb(state, 0.5, torch.Generator().manual_seed(2))
-        assert not torch.equal(noisy.deter, state.deter)
+        assert not torch.equal(noisy.latent.deter, state.latent.deter)
         predicted, _ = open_loop(model, frames, actions, context=8, generator=torch.Generator().manual_seed(1))
         # open_loop observes with its own sampling, so only shapes are comparable here.
         assert predicted.shape == video.shape
 
 
-def test_straight_through_gradient_reaches_the_encoder_from_the_image_loss():
+def test_straight_through_gradient_reaches_the_encoder_through_the_sampled_latent():
     torch.manual_seed(0)
     model = SingleCamWorldModel(CONFIG, ACTIONS, (32, 32))
     batch = make_random_batch(batch_size=2, steps=1, height=32, width=32)
-    # One step: deter comes from the learned initial state, so the stochastic sample is the
-    # encoder's only path into the decoded image.
-    state = model.observe(batch["frames"], batch["actions"])
-    loss = (model.decode(state[:, None]) - batch["frames"]).square().sum()
+    # One step: deter comes from the learned initial state, so the one-hot sample (argmax, no
+    # gradient of its own) is the encoder's only path into this loss.
+    embeds, _ = model._embed(batch["frames"])
+    post, _ = model.rssm.observe(embeds, model._prev_actions(batch["actions"]))
+    loss = (post.stoch * torch.randn(post.stoch.shape)).sum()
     loss.backward()
     grads = [p.grad for p in model.encoder.parameters()]
     assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+
+
+def test_untrained_decoder_starts_near_copying_the_reference_and_depends_on_it():
+    torch.manual_seed(0)
+    model = SingleCamWorldModel(CONFIG, ACTIONS, (32, 32)).eval()
+    batch = make_random_batch(batch_size=2, steps=4, height=32, width=32)
+    frames, actions = batch["frames"], batch["actions"]
+    with torch.no_grad():
+        state = model.observe(frames, actions)
+        states = model.imagine(state, actions[:, :3])
+        assert states.age.tolist() == [[1, 2, 3], [1, 2, 3]]
+        video = model.decode(states)
+        reference = frames[:, -1:].expand_as(video)
+        # mask ~0.88 at init: much closer to the reference than an unrelated frame is
+        assert (video - reference).abs().mean() < 0.5 * (frames[:, :1].expand_as(video) - reference).abs().mean()
+        swapped = dataclasses.replace(states, reference=states.reference.flip(0))
+        assert (model.decode(swapped) - video).abs().mean() > 0.05
+
+
+def test_open_loop_terms_train_the_dynamics_and_vanish_without_a_future():
+    torch.manual_seed(0)
+    model = SingleCamWorldModel(CONFIG, ACTIONS, (32, 32))
+    _, terms = model.losses(make_random_batch(batch_size=2, steps=6, height=32, width=32))
+    assert terms["open_loop_image"] > 0 and terms["open_loop_ego"] > 0
+    terms["open_loop_image"].backward()
+    assert model.rssm.prior_head[1].weight.grad.abs().sum() > 0  # the prior renders the imagined frames
+    _, terms = model.losses(make_random_batch(batch_size=2, steps=2, height=32, width=32))  # T = context
+    assert terms["open_loop_image"] == 0 and terms["open_loop_ego"] == 0
 
 
 def test_a_few_optimiser_steps_reduce_the_loss():
@@ -139,7 +171,8 @@ def test_a_few_optimiser_steps_reduce_the_loss():
 
 @pytest.mark.parametrize(("key", "value"), [("lr", 0.0), ("free_bits", -1.0), ("unimix", 1.0), ("context_steps", 0),
                                             ("psnr_horizons", [0]), ("compile", "yes"), ("warmup_steps", 1.5),
-                                            ("size", "huge"), ("image_scale", "1")])
+                                            ("size", "huge"), ("image_scale", "1"),
+                                            ("open_loop_scale", -1.0), ("max_reference_age", 0), ("lr_final_fraction", 1.5)])
 def test_bad_config_values_raise_config_error_naming_the_key(key, value):
     with pytest.raises(ConfigError, match=f"model.{key}="):
         SingleCamConfig(**{key: value})
