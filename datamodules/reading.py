@@ -67,10 +67,10 @@ def open_dataset(path: str) -> Dataset:
         local_root = root.removeprefix("file://")
         if not os.path.isdir(local_root):
             raise ShardError(f"{local_root}: no such dataset folder; make one with "
-                             f"`lwm shard synthetic --out {local_root}` or fix data.path")
+                             f"`lwm shard synthetic|nuscenes|waymo --out {local_root}` or fix data.path")
         if not os.listdir(local_root):
             raise ShardError(f"{local_root}: the dataset folder is empty; make one with "
-                             f"`lwm shard synthetic --out {local_root}`")
+                             f"`lwm shard synthetic|nuscenes|waymo --out {local_root}`")
     try:
         with fsspec.open(manifest_url, "rt") as f:
             text = f.read()

@@ -27,9 +27,9 @@ class SyntheticDatasetConfig:
     """What a synthetic dataset holds; these settings alone determine its bytes."""
 
     train_scenes: int = 64  # scenes in the train split
-    val_scenes: int = 8  # scenes in the val split (other seeds: no leakage)
+    val_scenes: int = 16  # scenes in the val split (other seeds: no leakage)
     seed: int = 0  # dataset seed; scene i uses a seed derived from (seed, i)
-    chunk_steps: int = 32  # steps per WebDataset sample (one chunk of one scene)
+    chunk_steps: int = 64  # steps per WebDataset sample (one chunk of one scene)
     scenes_per_shard: int = 8  # scenes per .tar file
     jpeg_quality: int = 90  # 1-100
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -92,9 +92,12 @@ def dataset_fingerprint(config: SyntheticDatasetConfig) -> str:
 
 
 def shard_synthetic(
-    config: SyntheticDatasetConfig, out: Path, workers: int = 2, progress: bool = True
+    config: SyntheticDatasetConfig, out: str | Path, workers: int = 2, progress: bool = True, **fleet: Any
 ) -> contract.Manifest:
-    """Render `train_scenes + val_scenes` scenes into shards under `out`, `workers` at a time."""
+    """Render `train_scenes + val_scenes` scenes into shards under `out`, `workers` at a time.
+
+    `out` is a folder or fsspec URL; `fleet` takes write_dataset's `partition` and `skip_bad`.
+    """
     tasks = [
         SceneTask(f"synth-{config.seed}-{i:05d}", "train" if i < config.train_scenes else "val",
                   scene_seed(config.seed, i))
@@ -111,10 +114,11 @@ def shard_synthetic(
         source_config=asdict(config),
     )
     return write_dataset(
-        Path(out),
+        out,
         plan_shards(tasks, config.scenes_per_shard),
         functools.partial(_encode_synthetic_scene, config=config),
         manifest_fields,
         workers=workers,
         progress=progress,
+        **fleet,
     )

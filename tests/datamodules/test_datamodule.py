@@ -7,14 +7,13 @@ import json
 import threading
 from collections import Counter
 
-import numpy as np
 import pytest
 import torch
 
 from datamodules.shard_datamodule import ShardDataModule
 from sharding import contract
 from sharding.errors import ConfigError, ShardError
-from tests.helpers import ACTIONS, CAMERAS, make_dataset
+from tests.helpers import make_dataset
 
 
 @pytest.fixture(scope="module")
