@@ -1,0 +1,356 @@
+"""`MultiCamWorldModel`: a world model of every camera of the rig at once, views kept consistent.
+
+This file holds the training step, the named loss terms, validation (PSNR against baselines
+and cross-view consistency), the optimiser and the rollout interface; the networks live in
+`encoders.py` (one encoder shared by all views), `camera_embedding.py` (calibration -> camera
+embeddings), `cross_view.py` (attention between views), `multicam_dynamics.py` (per-view RSSM
+mixed across views each step), `warp_decoder.py` (per-view decoding against that view's last
+observed frame) and `heads.py` (ego motion and hazard on the mean over views).
+Frames are float in [0, 1], `[B, T, V, 3, H, W]`; V comes from the data (3 synthetic, 6 nuScenes,
+5 Waymo) and the same weights run on any rig.
+
+Missing cameras: `observe(..., view_mask=[B, V] or [B, T, V])` hides views. A hidden view is
+not attended to, takes its prior as its latent, and is decoded against its last observed frame
+(or a grey frame when it was never seen); the returned state's `degraded` [B, V] bool is True
+for views not observed at the last context step, so their predictions can be flagged. Training
+hides whole views at random (`view_dropout`) so the model learns to fill them in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import nn
+from torchmetrics import MeanMetric
+
+from datamodules.batch import Batch
+from lightning_wm.evaluation.cross_view import view_disagreement
+from lightning_wm.models.camera_embedding import CameraEmbedding
+from lightning_wm.models.cross_view import CrossViewAttention, mean_over_views
+from lightning_wm.models.decoders import image_loss
+from lightning_wm.models.encoders import ImageEncoder
+from lightning_wm.models.heads import EgoMotionHead, HazardHead, ego_loss, hazard_loss, pose_deltas
+from lightning_wm.models.multicam_config import MultiCamConfig
+from lightning_wm.models.multicam_dynamics import MultiViewRSSM
+from lightning_wm.models.multicam_rig import MIN_VIEWS, check_batch_calibration, check_rig, match_cameras, rig_tensors
+from lightning_wm.models.rssm import RSSMState, kl_loss
+from lightning_wm.models.single_cam import PSNR_KINDS, frame_psnr
+from lightning_wm.models.sizes import get_size
+from lightning_wm.models.schedules import adamw_warmup_cosine
+from lightning_wm.models.training_hooks import LOSS_NAMES, WorldModelTrainingHooks
+from lightning_wm.models.warp_decoder import WarpDecoder
+from sharding.errors import ConfigError
+
+XVIEW_KINDS = ("xview", "xview_gt")  # logged as val/<kind>/h<k>: predicted frames, ground truth (the floor)
+GREY = 0.5  # the reference of a view never observed
+
+
+@dataclass
+class MultiCamState:
+    """Rollout state. Leading dims [B] after `observe`, [B, H] after `imagine`.
+
+    latent:         `RSSMState` with a view axis last: [B, V] or [B, H, V]
+    reference:      [B, V, 3, H, W] each view's last observed frame (grey if never observed)
+    reference_maps: the encoder's stage outputs of `reference`, each [B, V, C_i, h_i, w_i]
+    age:            [B, V] or [B, H, V] int64, steps between the reference and the state
+    views:          [B, V, camera_dim] camera embeddings of the rig
+    degraded:       [B, V] bool, True where the view was not observed at the last context step
+    """
+
+    latent: RSSMState
+    reference: torch.Tensor
+    reference_maps: list[torch.Tensor]
+    age: torch.Tensor
+    views: torch.Tensor
+    degraded: torch.Tensor
+
+
+def last_observed(observed: torch.Tensor) -> torch.Tensor:
+    """observed [B, T, V] bool -> [B, T, V] int64: the latest observed step <= t, -1 if none."""
+    steps = torch.arange(observed.shape[1], device=observed.device)[None, :, None]
+    return torch.where(observed, steps, -1).cummax(1).values
+
+
+class MultiCamWorldModel(WorldModelTrainingHooks, L.LightningModule):
+    """`MultiCamWorldModel(config, action_names, image_size, rig)`.
+
+    config:       `MultiCamConfig` or a plain dict of its fields
+    action_names: the datamodule's action names, in batch order
+    image_size:   (H, W) of every camera's frames
+    rig:          the cameras the model is trained on, in batch order: dicts {name, width, height,
+                  intrinsics, ego_from_camera} (`multicam_rig.rig_from_manifest`); used when a
+                  caller passes no calibration, and to refuse data with unknown cameras
+    """
+
+    def __init__(self, config: MultiCamConfig | dict[str, Any], action_names: list[str],
+                 image_size: tuple[int, int] | list[int], rig: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.config = config if isinstance(config, MultiCamConfig) else MultiCamConfig.from_dict(dict(config))
+        if not action_names:
+            raise ConfigError("MultiCamWorldModel needs at least one action name (data.actions is empty)")
+        self.action_names = [str(a) for a in action_names]
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.rig = check_rig(rig, "MultiCamWorldModel")
+        self.camera_names = [c["name"] for c in self.rig]
+        self.active = list(range(len(self.rig)))  # rig views the data has, in data order (`use_cameras`)
+        self.save_hyperparameters({"config": asdict(self.config), "action_names": self.action_names,
+                                   "image_size": list(self.image_size), "rig": self.rig, "model_family": "multicam"})
+        cfg, size = self.config, get_size(self.config.size)
+        self.encoder = ImageEncoder(size.cnn_depth, self.image_size)
+        channels, token_h, token_w = self.encoder.out_shape
+        for what, width in (("encoder tokens", channels), ("latent tokens", size.units)):
+            if width % cfg.attention_heads:
+                raise ConfigError(f"model.attention_heads={cfg.attention_heads} does not divide the {what}' width "
+                                  f"{width} (size {cfg.size}); choose a divisor such as 4")
+        self.camera = CameraEmbedding(self.image_size, (token_h, token_w), channels, cfg.camera_dim, size.units)
+        self.missing_token = nn.Parameter(torch.zeros(channels))  # stands in for a hidden view's image tokens
+        self.fuse = CrossViewAttention(channels, cfg.attention_heads)
+        self.dynamics = MultiViewRSSM(self.encoder.embed_dim, len(self.action_names), cfg.camera_dim, size,
+                                      cfg.attention_heads, cfg.unimix)
+        self.decoder = WarpDecoder(size.feature_dim + cfg.camera_dim, size.cnn_depth, self.image_size)
+        self.ego_head = EgoMotionHead(size.feature_dim, size.units, size.mlp_layers)
+        self.hazard_head = HazardHead(size.feature_dim, size.units, size.mlp_layers)
+        intrinsics, ego_from_camera = rig_tensors(self.rig)
+        self.register_buffer("rig_intrinsics", intrinsics, persistent=False)
+        self.register_buffer("rig_ego_from_camera", ego_from_camera, persistent=False)
+        self.val_metrics = nn.ModuleDict({f"{kind}_h{h}": MeanMetric() for kind in PSNR_KINDS + XVIEW_KINDS
+                                          for h in cfg.psnr_horizons})
+
+    # ---- rig ---------------------------------------------------------------------------
+    def use_cameras(self, names: list[str]) -> MultiCamWorldModel:
+        """Run on data with cameras `names` (a subset of the rig, any order) when no calibration is passed."""
+        self.active = match_cameras(self.camera_names, list(names))
+        return self
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trained = [c["name"] for c in checkpoint.get("hyper_parameters", {}).get("rig", [])]
+        if trained:
+            match_cameras(trained, self.camera_names)  # refuses data cameras the checkpoint never saw
+
+    def _calibration(self, frames: torch.Tensor, intrinsics: torch.Tensor | None,
+                     ego_from_camera: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Checked calibration [B, V, 3, 3], [B, V, 4, 4]: the given one, else the active rig."""
+        batch, views = frames.shape[0], frames.shape[2]
+        active = [self.camera_names[i] for i in self.active]
+        names = active if views == len(active) else [f"view{i}" for i in range(views)]  # for error messages
+        if views < MIN_VIEWS:
+            raise ConfigError(f"the multi-camera model got {views} camera(s) {names}; it needs at least {MIN_VIEWS} "
+                              f"(trained on {self.camera_names}); use model=single_cam for one camera")
+        if intrinsics is None and ego_from_camera is None:
+            if views != len(active):
+                raise ConfigError(f"frames have {views} views but the model's cameras are {active}; pass intrinsics= "
+                                  "and ego_from_camera= for another rig, or call use_cameras(names)")
+            intrinsics = self.rig_intrinsics[self.active].expand(batch, -1, -1, -1)
+            ego_from_camera = self.rig_ego_from_camera[self.active].expand(batch, -1, -1, -1)
+        check_batch_calibration(intrinsics, ego_from_camera, names)
+        return intrinsics, ego_from_camera
+
+    def _check_frames(self, frames: torch.Tensor, actions: torch.Tensor) -> None:
+        if tuple(frames.shape[-2:]) != self.image_size:
+            raise ConfigError(f"frames are {tuple(frames.shape[-2:])} but the model was built for image_size="
+                              f"{self.image_size}; build it with the datamodule's frame size")
+        if actions.shape[-1] != len(self.action_names):
+            raise ConfigError(f"batch has {actions.shape[-1]} actions but the model was built for "
+                              f"{self.action_names}; build it with the datamodule's action_names")
+
+    # ---- shared pieces -----------------------------------------------------------------
+    def _encode(self, frames: torch.Tensor, camera_tokens: torch.Tensor,
+                observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Encode every view and let the views' tokens attend to each other.
+
+        frames [B, T, V, 3, H, W], camera_tokens [B, V, h*w, C], observed [B, T, V] ->
+        (embeds [B, T, V, E], images [N+1, 3, H, W], maps per stage [N+1, ...]) with N = B*T*V in
+        (b t v) order and a grey frame appended at index N (the reference of unseen views).
+        """
+        batch, steps, views = frames.shape[:3]
+        images = torch.cat([rearrange(frames, "b t v c h w -> (b t v) c h w"),
+                            frames.new_full((1, *frames.shape[3:]), GREY)])
+        _, maps = self.encoder.forward_maps(images)
+        _, token_h, token_w = self.encoder.out_shape
+        tokens = rearrange(maps[-1][:-1], "(b t v) c h w -> b t v (h w) c", b=batch, t=steps)
+        tokens = torch.where(observed[..., None, None], tokens, self.missing_token)
+        position = repeat(camera_tokens, "b v l c -> (b t) (v l) c", t=steps)
+        present = repeat(observed, "b t v -> (b t) (v l)", l=token_h * token_w)
+        fused = self.fuse(rearrange(tokens, "b t v l c -> (b t) (v l) c"), position, present)
+        embeds = rearrange(fused, "(b t) (v h w) c -> b t v (c h w)", b=batch, v=views, h=token_h)
+        return embeds, images, maps
+
+    def _references(self, seen_step: torch.Tensor, at_step: torch.Tensor | int, steps: int,
+                    views: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat image-stack index and age of each reference.
+
+        seen_step [B, ..., V]: the step whose frame is the reference (-1: the grey frame);
+        at_step: the step the state is at (tensor broadcastable to seen_step, or an int).
+        -> (index [B, ..., V] into `_encode`'s stack, age [B, ..., V]).
+        """
+        batch = seen_step.shape[0]
+        b = torch.arange(batch, device=seen_step.device).view(batch, *([1] * (seen_step.dim() - 1)))
+        v = torch.arange(views, device=seen_step.device)
+        grey = batch * steps * views
+        index = torch.where(seen_step >= 0, (b * steps + seen_step) * views + v, grey)
+        age = torch.where(seen_step >= 0, at_step - seen_step, self.config.max_reference_age)
+        return index, age
+
+    def _render(self, features: torch.Tensor, views: torch.Tensor, images: torch.Tensor, maps: list[torch.Tensor],
+                index: torch.Tensor, age: torch.Tensor) -> torch.Tensor:
+        """features [N, F], camera embeddings [N, Cv], candidate references images [M, 3, H, W] and
+        maps, index [N] into them, age [N] -> frames [N, 3, H, W]."""
+        return self.decoder(torch.cat([features, views], -1), images[index], [m[index] for m in maps], age)
+
+    def _view_dropout(self, batch: int, steps: int, views: int, device: torch.device) -> torch.Tensor:
+        """observed [B, T, V]: in training each view is hidden for the whole window with
+        probability `view_dropout`, keeping at least one view per window."""
+        keep = torch.ones(batch, views, dtype=torch.bool, device=device)
+        if self.training and self.config.view_dropout > 0:
+            keep = torch.rand(batch, views, device=device) >= self.config.view_dropout
+            rescue = torch.randint(views, (batch,), device=device)  # the view kept when all were dropped
+            keep[torch.arange(batch, device=device), rescue] |= ~keep.any(1)
+        return keep[:, None].expand(batch, steps, views)
+
+    def _mode(self) -> bool:
+        return not self.training and self.config.eval_latent == "mode"
+
+    # ---- training ----------------------------------------------------------------------
+    def losses(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """World-model loss: batch -> (total, named terms), the single-camera model's terms
+        (`single_cam.LOSS_NAMES`) with images averaged over views and KL over views and steps."""
+        frames, actions, cfg = batch["frames"], batch["actions"], self.config
+        self._check_frames(frames, actions)
+        intrinsics, ego_from_camera = self._calibration(frames, batch.get("intrinsics"), batch.get("ego_from_camera"))
+        batch_size, steps, views = frames.shape[:3]
+        device = frames.device
+        observed = self._view_dropout(batch_size, steps, views, device)
+        camera_tokens, view_embeds = self.camera(intrinsics, ego_from_camera)
+        embeds, images, maps = self._encode(frames, camera_tokens, observed)
+        prev_actions = F.pad(actions[:, :-1], (0, 0, 1, 0))  # row t: the action into step t (0 at the start)
+        post, prior = self.dynamics.observe(embeds, prev_actions, view_embeds, observed)
+        features = post.feature()  # [B, T, V, F]
+        flat_views = repeat(view_embeds, "b v c -> (b t v) c", t=steps)
+
+        # Teacher forcing: frame t of view v is rendered from its latest seen frame 1..max_reference_age steps back.
+        seen = last_observed(observed)
+        time = torch.arange(steps, device=device)[None, :, None].expand(batch_size, steps, views)
+        back = (time - torch.randint(1, cfg.max_reference_age + 1, time.shape, device=device)).clamp(min=0)
+        index, age = self._references(seen.gather(1, back), time, steps, views)
+        recon = self._render(rearrange(features, "b t v f -> (b t v) f"), flat_views, images, maps,
+                             index.flatten(), age.flatten())
+        kl, terms = kl_loss(post.logits, prior.logits, cfg.free_bits, cfg.kl_dyn_scale, cfg.kl_rep_scale)
+        terms["image"] = image_loss(recon, images[:-1])
+        fused = mean_over_views(features)  # [B, T, F]
+        terms["ego"] = ego_loss(self.ego_head(fused), batch["ego"])
+        terms["hazard"] = hazard_loss(self.hazard_head(fused), batch["hazard"])
+
+        context = cfg.context_steps
+        zero = features.new_zeros(())
+        terms["open_loop_image"], terms["open_loop_ego"] = zero, zero
+        if steps > context:
+            horizon = steps - context
+            imagined = self.dynamics.imagine(post[:, context - 1], actions[:, context - 1 : steps - 1], view_embeds)
+            ahead = torch.arange(context, steps, device=device)[None, :, None]  # [1, H, 1]
+            index, age = self._references(seen[:, context - 1 : context].expand(-1, horizon, -1), ahead, steps, views)
+            predicted = self._render(rearrange(imagined.feature(), "b h v f -> (b h v) f"),
+                                     repeat(view_embeds, "b v c -> (b h v) c", h=horizon), images, maps,
+                                     index.flatten(), age.flatten())
+            truth_frames = rearrange(frames[:, context:], "b h v c x y -> (b h v) c x y")
+            terms["open_loop_image"] = image_loss(predicted, truth_frames)
+            truth = pose_deltas(batch["ego"])[:, context - 1 :]  # [B, H, 3]
+            imagined_motion = self.ego_head(mean_over_views(imagined.feature()))  # [B, H, 3]
+            terms["open_loop_ego"] = (imagined_motion - truth).square().sum(-1).mean()
+        open_loop = cfg.image_scale * terms["open_loop_image"] + cfg.ego_scale * terms["open_loop_ego"]
+        total = (cfg.image_scale * terms["image"] + kl + cfg.ego_scale * terms["ego"]
+                 + cfg.hazard_scale * terms["hazard"] + cfg.open_loop_scale * open_loop)
+        terms["total"] = total
+        return total, terms
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        _, terms = self.losses(batch)
+        frames, actions = batch["frames"], batch["actions"]
+        size, steps, context = frames.shape[0], frames.shape[1], self.config.context_steps
+        self.log_dict({f"val/loss/{name}": terms[name] for name in LOSS_NAMES}, batch_size=size, sync_dist=True)
+        if steps <= context:
+            return
+        calibration = {"intrinsics": batch["intrinsics"], "ego_from_camera": batch["ego_from_camera"]}
+        target = frames[:, context:]  # [B, T-C, V, 3, H, W]
+
+        def rollout(future: torch.Tensor) -> torch.Tensor:
+            state = self.observe(frames[:, :context], actions[:, :context], **calibration)
+            return self.decode(self.imagine(state, future))
+
+        predicted = rollout(actions[:, context - 1 : steps - 1])
+        scores = {"psnr": frame_psnr(predicted, target),
+                  "psnr_copy_last": frame_psnr(frames[:, context - 1 : context].expand_as(target), target),
+                  "xview": view_disagreement(predicted, *calibration.values(), self.config.xview_max_distance_m),
+                  "xview_gt": view_disagreement(target, *calibration.values(), self.config.xview_max_distance_m)}
+        if size > 1:  # every window imagines its future under another window's actions
+            shuffled = actions[:, context - 1 : steps - 1].roll(1, 0)
+            scores["psnr_shuffled_actions"] = frame_psnr(rollout(shuffled), target)
+        for kind, values in scores.items():  # values: [B, T-C]; NaN: a rig without overlapping views
+            for h in self.config.psnr_horizons:
+                if h <= steps - context and not bool(values[:, h - 1].isnan().all()):
+                    metric = self.val_metrics[f"{kind}_h{h}"]
+                    metric.update(values[:, h - 1][~values[:, h - 1].isnan()])
+                    self.log(f"val/{kind}/h{h}", metric, batch_size=size)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        cfg = self.config
+        return adamw_warmup_cosine(self, cfg.lr, cfg.weight_decay, cfg.warmup_steps, cfg.lr_final_fraction, cfg.adam_eps)
+
+    # ---- rollout interface (lightning_wm.models.rollout.RolloutModel) -------------------
+    def observe(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None, *,
+                intrinsics: torch.Tensor | None = None, ego_from_camera: torch.Tensor | None = None,
+                view_mask: torch.Tensor | None = None) -> MultiCamState:
+        """frames [B, T, V, 3, H, W], actions [B, T, A] -> state after step T-1 ([B]).
+
+        intrinsics [B, V, 3, 3] / ego_from_camera [B, V, 4, 4]: the rig of `frames` (default: the
+        model's rig, see `use_cameras`). view_mask [B, V] or [B, T, V] bool: False where a camera
+        is missing (its frames are ignored); such views are predicted anyway, `degraded` marks them.
+        """
+        self._check_frames(frames, actions)
+        intrinsics, ego_from_camera = self._calibration(frames, intrinsics, ego_from_camera)
+        batch, steps, views = frames.shape[:3]
+        observed = torch.ones(batch, steps, views, dtype=torch.bool, device=frames.device)
+        if view_mask is not None:
+            mask = view_mask.to(device=frames.device, dtype=torch.bool)
+            observed = observed & (mask[:, None] if mask.dim() == 2 else mask)
+        camera_tokens, view_embeds = self.camera(intrinsics, ego_from_camera)
+        embeds, images, maps = self._encode(frames, camera_tokens, observed)
+        prev_actions = F.pad(actions[:, :-1], (0, 0, 1, 0))
+        post, _ = self.dynamics.observe(embeds, prev_actions, view_embeds, observed, generator, self._mode())
+        seen = last_observed(observed)[:, -1]  # [B, V]
+        index, age = self._references(seen, steps - 1, steps, views)
+        return MultiCamState(post[:, -1], images[index], [m[index] for m in maps], age, view_embeds, seen != steps - 1)
+
+    def imagine(self, state: MultiCamState, actions: torch.Tensor,
+                generator: torch.Generator | None = None) -> MultiCamState:
+        """state [B], actions [B, H, A] (actions[:, 0] taken in `state`'s step) -> states [B, H]."""
+        latent = self.dynamics.imagine(state.latent, actions, state.views, generator, self._mode())
+        ahead = torch.arange(1, actions.shape[1] + 1, device=actions.device)[None, :, None]
+        return replace(state, latent=latent, age=state.age[:, None] + ahead)
+
+    def decode(self, states: MultiCamState) -> torch.Tensor:
+        """states [B, H] -> frames [B, H, V, 3, h, w] in [0, 1]."""
+        batch, horizon, views = states.age.shape
+        reference = rearrange(states.reference, "b v c h w -> (b v) c h w")
+        maps = [rearrange(m, "b v c h w -> (b v) c h w") for m in states.reference_maps]
+        index = repeat(torch.arange(batch * views, device=reference.device), "(b v) -> (b h v)", v=views, h=horizon)
+        images = self._render(rearrange(states.latent.feature(), "b h v f -> (b h v) f"),
+                              repeat(states.views, "b v c -> (b h v) c", h=horizon), reference, maps, index,
+                              states.age.flatten())
+        return rearrange(images, "(b h v) c x y -> b h v c x y", b=batch, h=horizon).clamp(0, 1)
+
+    def perturb(self, state: MultiCamState, eps: float, generator: torch.Generator | None = None) -> MultiCamState:
+        """Latent noise of scale eps on every view (see `RSSM.perturb`); eps=0 returns `state` itself."""
+        return state if eps == 0 else replace(state, latent=self.dynamics.perturb(state.latent, eps, generator))
+
+    def ego_motion(self, states: MultiCamState) -> torch.Tensor:
+        """states [B, H] -> [B, H, 3]: [dx m, dy m, dyaw rad] from step h-1 into step h."""
+        return self.ego_head(mean_over_views(states.latent.feature()))
+
+    def hazard_logits(self, states: MultiCamState) -> torch.Tensor:
+        """states [B, H] -> [B, H] hazard logits."""
+        return self.hazard_head(mean_over_views(states.latent.feature()))
