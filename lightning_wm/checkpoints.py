@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import OnExceptionCheckpoint
 import torch
 
 from sharding.errors import ConfigError
@@ -72,3 +73,15 @@ class RunInfoInCheckpoint(L.Callback):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         run_id = getattr(trainer.logger, "run_id", None)
         checkpoint[RUN_KEY] = {"run_name": self.run_name, "mlflow_run_id": run_id}
+
+
+class ExceptionCheckpoint(OnExceptionCheckpoint):
+    """On Ctrl-C or a crash, save `on_exception.ckpt` — once training has taken a step.
+
+    An error before the first step (bad config, unreadable data) leaves nothing behind, so a
+    later `ckpt_path=last` does not resume from an empty checkpoint of a run that never ran.
+    """
+
+    def on_exception(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.global_step > 0:
+            super().on_exception(trainer, *args, **kwargs)

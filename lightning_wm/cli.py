@@ -13,7 +13,7 @@ from sharding.errors import LwmError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lightning_wm.commands import fit, shard
+    from lightning_wm.commands import evaluate, fit, shard
 
     parser = argparse.ArgumentParser(
         prog="lwm",
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fit.add_parser(commands)
+    evaluate.add_parser(commands)
     shard.add_parsers(commands)
     return parser
 

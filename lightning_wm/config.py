@@ -19,7 +19,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from datamodules.shard_datamodule import ShardDataConfig
 from sharding.errors import ConfigError
+from sharding.nuscenes_source import NuScenesSourceConfig
 from sharding.synthetic_source import SyntheticDatasetConfig
+from sharding.waymo_source import WaymoSourceConfig
 
 
 @dataclass
@@ -35,6 +37,7 @@ class ShardCommandConfig:
 def register_configs() -> None:
     """Put every component's schema into Hydra's ConfigStore (idempotent)."""
     # imported here: the model and run configs import lightning/torch, `lwm shard` does not need them
+    from lightning_wm.evaluation.config import EvaluateConfig
     from lightning_wm.models.registry import FAMILIES
     from lightning_wm.run_config import FitConfig, TrainerConfig
     from lightning_wm.tracking import LoggerConfig
@@ -42,7 +45,10 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="shard_schema", node=ShardCommandConfig)
     store.store(group="source", name="synthetic_schema", node=SyntheticDatasetConfig)
+    store.store(group="source", name="nuscenes_schema", node=NuScenesSourceConfig)
+    store.store(group="source", name="waymo_schema", node=WaymoSourceConfig)
     store.store(name="fit_schema", node=FitConfig)
+    store.store(name="evaluate_schema", node=EvaluateConfig)
     store.store(group="data", name="shard_data_schema", node=ShardDataConfig)
     store.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     store.store(group="logger", name="logger_schema", node=LoggerConfig)
@@ -64,7 +70,7 @@ def one_line(error: BaseException) -> str:
     if found := re.search(r"Value '([^']*)' of type '\w+' could not be converted to (\w+)\s*full_key: (\S+)", text):
         value, kind, key = found.groups()
         return f"{key}={value!r} is not a valid {kind}; fix the override"
-    if found := re.search(r"Could not find '([^']+)'\s*Available options in '(\w+)':\s*((?:\t\S+\s*)+)", text):
+    if found := re.search(r"Could not find '([^']+)'\s*Available options in '(\w+)':\s*((?:\t\S+\n?)+)", text):
         choices = [c for c in found.group(3).split() if not c.endswith("_schema")]
         return f"no config '{found.group(1)}'; choices for {found.group(2)}: {', '.join(choices)}"
     return chain[0].strip().splitlines()[0] if chain and chain[0].strip() else type(error).__name__

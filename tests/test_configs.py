@@ -34,13 +34,13 @@ def test_defaults_are_typed_and_overridable():
 
 def test_shard_config_composes_with_flags_as_overrides():
     shard = to_object(compose_config("shard", ["source=synthetic", "out=/tmp/x", "source.train_scenes=3"]), "shard")
-    assert shard.out == "/tmp/x" and shard.source.train_scenes == 3 and shard.source.val_scenes == 8
+    assert shard.out == "/tmp/x" and shard.source.train_scenes == 3 and shard.source.val_scenes == 16
 
 
 @pytest.mark.parametrize("override, message", [
     ("trainer.max_stepz=3", "unknown config key 'trainer.max_stepz'"),
     ("data.batch_size=many", "data.batch_size='many' is not a valid"),
-    ("model=nope", "no config 'model/nope'; choices for model: single_cam"),
+    ("model=nope", "no config 'model/nope'; choices for model: idm, multicam, single_cam"),
     ("data.shuffle_buffer=0", "data.shuffle_buffer=0 must be >= 1"),
     ("model.size=huge", "model.size='huge' is not a known size"),
 ])

@@ -17,8 +17,9 @@ from typing import Any
 
 import lightning as L
 import yaml
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
 from datamodules.shard_datamodule import ShardDataModule
@@ -76,6 +77,23 @@ def run_name_and_id(fit: FitConfig, family: str, checkpoint: dict[str, Any] | No
     return fit.logger.run_name or tracking.default_run_name(family, size, data_name), None
 
 
+def build_callbacks(specs: dict[str, Any]) -> list[L.Callback]:
+    """The `callbacks:` group instantiated; a callback's own ConfigError surfaces as itself
+    (Hydra wraps constructor errors in an InstantiationException with a long traceback)."""
+    built = []
+    for name, spec in specs.items():
+        if spec is None:
+            continue
+        try:
+            built.append(instantiate(spec))
+        except InstantiationException as error:
+            cause = error.__cause__
+            if isinstance(cause, ConfigError):
+                raise ConfigError(f"callbacks.{name}: {cause}") from cause
+            raise ConfigError(f"callbacks.{name}: {error}".splitlines()[0]) from error
+    return built
+
+
 def run_tags(fit: FitConfig, family: str, data: ShardDataModule) -> dict[str, str]:
     return {
         **tracking.git_state(Path(__file__).resolve().parent),
@@ -108,7 +126,9 @@ def run_fit(args: argparse.Namespace) -> int:
 
     data = build_datamodule(fit, family)
     first = data.manifest.cameras[data.manifest.camera_names.index(data.camera_names[0])]
-    model = family.module_class(fit.model, action_names=data.action_names, image_size=(first.height, first.width))
+    extra = family.manifest_args(data.manifest, data.camera_names) if family.manifest_args else {}
+    model = family.module_class(fit.model, action_names=data.action_names, image_size=(first.height, first.width),
+                                **extra)
 
     run_name, run_id = run_name_and_id(fit, family.name, checkpoint, data)
     os.environ[RUN_NAME_ENV] = run_name
@@ -122,9 +142,9 @@ def run_fit(args: argparse.Namespace) -> int:
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", save_last=True, auto_insert_metric_name=False,
                         **({"monitor": "val/loss/total", "save_top_k": 1} if has_val else {"save_top_k": 0})),
         # Ctrl-C or a crash: on_exception.ckpt, which `ckpt_path=last` resumes from when newest.
-        OnExceptionCheckpoint(run_dir / "checkpoints"),
+        checkpoints.ExceptionCheckpoint(run_dir / "checkpoints"),
         checkpoints.RunInfoInCheckpoint(run_name),
-        *(instantiate(spec) for spec in fit.callbacks.values() if spec is not None),
+        *build_callbacks(fit.callbacks),
     ]
     trainer = L.Trainer(**asdict(fit.trainer), logger=logger, callbacks=callbacks, default_root_dir=run_dir)
     monitor = None

@@ -1,0 +1,215 @@
+"""`RolloutVideoCallback`: the same validation clips rolled out open loop every N validations,
+rendered as ground truth | prediction | error (a row per camera) and logged to MLflow as
+H.264 MP4 plus GIF under `rollouts/epoch_XXX/`.
+
+Watching the same windows over training shows what the numbers hide (blur, drift, frozen
+scenes, ignored turns). The model is used only through the rollout protocol
+(`lightning_wm.models.rollout`), so every model family gets videos.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from callbacks.fixed_clips import Clips, FixedClips, can_run, data_window, log_artifacts, mlflow_logger, resolve_context
+from callbacks.video_io import VideoLimits, write_video_pair
+from lightning_wm.models.rollout import open_loop
+from sharding.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+GAP = 1  # pixels between tiles, before upscaling
+GAP_VALUE = 255  # white separators
+HEADER = 14  # pixels of column labels above the grid, after upscaling
+TIMELINE = 4  # pixels of the time bar under the labels: green while observed, orange while imagined
+OBSERVED_RGB, IMAGINED_RGB = (40, 180, 70), (240, 140, 20)
+
+
+@dataclass
+class RolloutVideoConfig:
+    """Settings of `RolloutVideoCallback` (conf/callbacks/default.yaml `rollout_video`), checked when built."""
+
+    every_n_val_epochs: int = 1  # videos every N validation runs (sanity check not counted)
+    num_clips: int = 2  # K fixed validation windows, one MP4 + GIF each
+    context: int | None = None  # observed frames; null: the model's context_steps, else half the window
+    fps: float = 10.0  # playback frame rate (the shards' rate plays in real time)
+    scale: int = 3  # nearest-neighbour upscaling of the tiles (lowered to fit max_side)
+    error_gain: float = 3.0  # the error column shows |prediction - truth| x gain, clipped to white
+    max_frames: int = 64  # frames per video at most (the first ones)
+    max_side: int = 768  # longest side of a video in pixels at most
+    crf: int = 28  # x264 quality to start from (0 best .. 51 worst)
+    max_bytes: int = 2_000_000  # cap per file; lowers quality, then resolution, to fit
+    seed: int = 0  # latent sampling during the rollout: the same video for the same weights
+
+    def __post_init__(self) -> None:
+        for key in ("every_n_val_epochs", "num_clips", "scale"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"RolloutVideoCallback: {key}={value!r} must be an integer >= 1")
+        if self.context is not None and (isinstance(self.context, bool) or not isinstance(self.context, int)
+                                         or self.context < 1):
+            raise ConfigError(f"RolloutVideoCallback: context={self.context!r} must be an integer >= 1 or null")
+        if not self.fps > 0:
+            raise ConfigError(f"RolloutVideoCallback: fps={self.fps} must be > 0")
+        if not self.error_gain > 0:
+            raise ConfigError(f"RolloutVideoCallback: error_gain={self.error_gain} must be > 0")
+        try:
+            VideoLimits(self.max_frames, self.max_side, self.crf, self.max_bytes)  # checks the size bounds
+        except ConfigError as error:
+            raise ConfigError(f"RolloutVideoCallback: {error}") from error
+
+    @property
+    def limits(self) -> VideoLimits:
+        return VideoLimits(self.max_frames, self.max_side, self.crf, self.max_bytes)
+
+
+def tile_origin(view: int, column: int, height: int, width: int, gap: int = GAP) -> tuple[int, int]:
+    """(row, col) pixel of the top-left corner of a tile in `compose_grid`'s output."""
+    return view * (height + gap), column * (width + gap)
+
+
+def compose_grid(truth: np.ndarray, pred: np.ndarray, error_gain: float, gap: int = GAP) -> np.ndarray:
+    """One frame per step: a row per view, columns truth | prediction | error.
+
+    truth, pred: float [T, V, 3, H, W] in [0, 1] -> uint8 [T, V*H + (V-1)*gap, 3*W + 2*gap, 3];
+    the error tile is grey: mean over channels of |pred - truth| x error_gain, clipped to 1.
+    """
+    steps, views, _, height, width = truth.shape
+    error = np.clip(np.abs(pred - truth).mean(axis=2, keepdims=True) * error_gain, 0, 1)  # [T, V, 1, H, W]
+    tiles = [truth, pred, np.repeat(error, 3, axis=2)]
+    grid = np.full((steps, views * (height + gap) - gap, 3 * (width + gap) - gap, 3), GAP_VALUE, np.uint8)
+    for view in range(views):
+        for column, tile in enumerate(tiles):
+            row, col = tile_origin(view, column, height, width, gap)
+            pixels = np.round(np.clip(tile[:, view], 0, 1) * 255).astype(np.uint8)  # [T, 3, H, W]
+            grid[:, row : row + height, col : col + width] = pixels.transpose(0, 2, 3, 1)
+    return grid
+
+
+def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour [T, H, W, 3] -> [T, H*factor, W*factor, 3] (sharp pixels, no blur)."""
+    return frames.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+def label_font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's embedded font at 10 px; its fixed-size bitmap font where Pillow lacks FreeType
+    (or predates 10.1, which added `size`)."""
+    try:
+        return ImageFont.load_default(size=10)
+    except (ImportError, OSError, TypeError):
+        return ImageFont.load_default()
+
+
+def add_header(frames: np.ndarray, context: int, error_gain: float) -> np.ndarray:
+    """Column labels and a time bar above [T, H, W, 3] -> [T, HEADER + TIMELINE + H, W, 3].
+
+    The bar grows one step per frame (so no two frames are identical: GIF writers fold those)
+    and is green over observed frames, orange over imagined ones.
+    """
+    steps, _, width, _ = frames.shape
+    label = Image.new("RGB", (width, HEADER), (0, 0, 0))
+    draw, font = ImageDraw.Draw(label), label_font()
+    column = (width - 2 * GAP) / 3
+    for index, text in enumerate(("ground truth", "prediction", f"|error| x{error_gain:g}")):
+        draw.text((index * (column + GAP) + 3, 1), text, fill=(255, 255, 255), font=font)
+    header = np.zeros((steps, HEADER + TIMELINE, width, 3), np.uint8)
+    header[:, :HEADER] = np.asarray(label)
+    for step in range(steps):
+        filled = max(1, round(width * (step + 1) / steps))
+        header[step, HEADER:, :filled] = OBSERVED_RGB if step < context else IMAGINED_RGB
+    return np.concatenate([header, frames], axis=1)
+
+
+def rollout_frames(truth: np.ndarray, predicted: np.ndarray, context: int, scale: int, error_gain: float,
+                   max_side: int) -> np.ndarray:
+    """A clip's video: truth [T, V, 3, H, W], predicted [T-C, V, 3, H, W] (floats in [0, 1]) ->
+    uint8 [T, H', W', 3]. The first `context` frames show the observed truth in both columns;
+    `scale` is lowered so that the longest side stays within `max_side` where it can."""
+    shown = np.concatenate([truth[:context], predicted], axis=0)
+    grid = compose_grid(truth, shown, error_gain)
+    factor = max(1, min(scale, max_side // max(grid.shape[1:3])))
+    return add_header(upscale(grid, factor), context, error_gain)
+
+
+@torch.no_grad()
+def render_clips(model: Any, clips: Clips, context: int, config: RolloutVideoConfig) -> list[np.ndarray]:
+    """Open-loop rollouts of `clips` with their true actions -> one uint8 [T, H', W', 3] video each."""
+    device = next(iter(model.parameters())).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
+    on_device = clips.to(device)
+    generator = torch.Generator(device).manual_seed(config.seed)
+    predicted, _ = open_loop(model, on_device.frames, on_device.actions, context, generator=generator)
+    predicted = predicted.float().cpu().numpy()  # [K, T-C, V, 3, H, W]
+    truth = clips.frames.numpy()
+    return [rollout_frames(truth[i], predicted[i], context, config.scale, config.error_gain, config.max_side)
+            for i in range(len(clips))]
+
+
+class RolloutVideoCallback(L.Callback):
+    """Every `every_n_val_epochs` validations: K fixed clips, open loop, logged as MP4 + GIF.
+
+    Keyword arguments: the fields of `RolloutVideoConfig`. Files: `rollouts/epoch_XXX/
+    clip{k}_step{global step:06d}.mp4|.gif`. Does nothing (one info line) without an MLflow logger.
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        self.config = RolloutVideoConfig(**settings)
+        self.clips = FixedClips(self.config.num_clips)
+        self.validations = 0
+        self.active = True
+        self.seconds = 0.0  # wall time spent rendering and logging, for overhead measurements
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not can_run(trainer, pl_module, type(self).__name__):
+            self.active = False
+            return
+        if (window := data_window(trainer)) is not None:  # fail before training, not at the first validation
+            resolve_context(self.config.context, pl_module, window, type(self).__name__)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.active and trainer.is_global_zero:
+            self.clips.offer(batch)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not (self.active and trainer.is_global_zero):
+            return
+        self.clips.close()
+        if trainer.sanity_checking:
+            return
+        self.validations += 1
+        if self.validations % self.config.every_n_val_epochs or self.clips.clips is None:
+            return
+        self.log_videos(trainer, pl_module, self.clips.clips)
+
+    def log_videos(self, trainer: L.Trainer, pl_module: L.LightningModule, clips: Clips) -> None:
+        start = time.perf_counter()
+        context = resolve_context(self.config.context, pl_module, clips.steps, type(self).__name__)
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            videos = render_clips(pl_module, clips, context, self.config)
+        finally:
+            pl_module.train(was_training)
+        folder = f"rollouts/epoch_{trainer.current_epoch:03d}"
+        with tempfile.TemporaryDirectory(prefix="lwm-rollouts-") as tmp:
+            paths: list[Path] = []
+            try:
+                for index, video in enumerate(videos):
+                    paths += write_video_pair(video, Path(tmp) / f"clip{index}_step{trainer.global_step:06d}",
+                                              self.config.fps, self.config.limits)
+            except ConfigError as error:  # a video that cannot fit max_bytes must not end the training
+                log.warning("%s: rollout videos skipped: %s", type(self).__name__, error)
+                return
+            log_artifacts(mlflow_logger(trainer), paths, folder)
+        self.seconds += time.perf_counter() - start
+        log.info("rollout videos of %d clips logged to %s (%.1f s)", len(videos), folder, time.perf_counter() - start)

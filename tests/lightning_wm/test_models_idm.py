@@ -1,0 +1,109 @@
+"""The inverse-dynamics model: output alignment with pose_deltas, learning motion from pixels,
+its config checks, and the rig/fps comparison that evaluation relies on."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lightning_wm.models.heads import pose_deltas
+from lightning_wm.models.idm import InverseDynamicsModel, camera_rig, rig_mismatch
+from lightning_wm.models.idm_config import IDMConfig
+from sharding.errors import ConfigError
+from tests.helpers import camera_infos
+
+CAMERA = camera_infos(32, ["front"])[0]
+
+
+def make_idm(**config) -> InverseDynamicsModel:
+    return InverseDynamicsModel(IDMConfig(size="tiny", **config), ["speed", "yaw_rate"], (32, 32),
+                                rig=camera_rig(CAMERA), fps=10.0)
+
+
+def panning_clips(batch: int, steps: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A smooth textured wall panning sideways: each clip turns at a constant rate of -2..2 px per
+    step, which here stands for dyaw = 0.01 rad per pixel (the ego poses turn by that much)."""
+    coarse = torch.rand(batch, 3, 8, 8 + steps, generator=generator)
+    texture = F.interpolate(coarse, size=(32, 32 + 2 * 2 * steps), mode="bilinear", align_corners=False)
+    rate = torch.randint(-2, 3, (batch,), generator=generator)
+    frames = torch.stack([torch.stack([texture[b, :, :, 2 * steps + int(rate[b]) * t:][..., :32] for t in range(steps)])
+                          for b in range(batch)])[:, :, None]  # [B, T, 1, 3, 32, 32]
+    yaw = (0.01 * rate[:, None] * torch.arange(steps)).float()  # [B, T]
+    ego = torch.eye(4).repeat(batch, steps, 1, 1)
+    ego[..., 0, 0], ego[..., 0, 1], ego[..., 1, 0], ego[..., 1, 1] = yaw.cos(), -yaw.sin(), yaw.sin(), yaw.cos()
+    return {"frames": frames, "ego": ego}
+
+
+@pytest.mark.parametrize("frames", [2, 3])
+def test_estimates_line_up_with_pose_deltas(frames):
+    idm = make_idm(frames=frames)
+    clip = torch.rand(2, 6, 1, 3, 32, 32)
+    assert idm.estimate(clip).shape == (2, 6 - frames + 1, 3)
+    batch = panning_clips(2, 6, torch.Generator().manual_seed(0))
+    assert pose_deltas(batch["ego"])[:, frames - 2 :].shape == idm.estimate(batch["frames"]).shape
+    with pytest.raises(ConfigError, match=f"needs at least {frames} frames"):
+        idm.estimate(clip[:, : frames - 1])
+    with pytest.raises(ConfigError, match="reads one camera"):
+        idm.estimate(torch.rand(2, 6, 2, 3, 32, 32))
+
+
+def test_learns_the_turn_direction_from_pixels():
+    torch.manual_seed(0)
+    idm = make_idm(lr=3e-3, warmup_steps=0, motion_scale=[0.5, 0.01, 0.01])
+    optimizer = idm.configure_optimizers()["optimizer"]
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(90):
+        loss, _ = idm.losses(panning_clips(16, 3, generator))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    held_out = panning_clips(64, 3, torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        estimate = idm.estimate(held_out["frames"])[..., 2]
+    truth = pose_deltas(held_out["ego"])[..., 2]
+    turning = truth.abs() > 1e-4
+    accuracy = (torch.sign(estimate[turning]) == torch.sign(truth[turning])).float().mean().item()
+    assert accuracy > 0.9, f"turn direction right in only {accuracy:.0%} of held-out steps"
+    assert (estimate - truth).abs().mean() < 0.5 * truth.abs().mean()
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"frames": 1}, "model.frames=1 must be an integer >= 2"),
+    ({"motion_scale": [1.0, 1.0]}, "model.motion_scale=.* must be three numbers"),
+    ({"size": "huge"}, "model.size='huge' is not a known IDM size"),
+    ({"lr": 0.0}, "model.lr=0.0 must be > 0"),
+])
+def test_config_mistakes_name_the_key(values, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        IDMConfig(**values)
+
+
+def test_rig_mismatch_names_what_differs():
+    rig = camera_rig(CAMERA)
+    assert rig_mismatch(rig, 10.0, CAMERA, 10.0) is None
+    assert "trained at 10 fps, the data is at 12 fps" in rig_mismatch(rig, 10.0, CAMERA, 12.0)
+    other = copy.deepcopy(CAMERA)
+    other.name = "front_left"
+    assert "trained on camera 'front'" in rig_mismatch(rig, 10.0, other, 10.0)
+    zoomed = copy.deepcopy(CAMERA)
+    zoomed.intrinsics = [[20.0, 0, 16], [0, 20.0, 16], [0, 0, 1]]
+    assert "other intrinsics" in rig_mismatch(rig, 10.0, zoomed, 10.0)
+    tilted = copy.deepcopy(CAMERA)
+    tilted.ego_from_camera = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1.5], [0, 0, 0, 1]]
+    assert "other ego_from_camera" in rig_mismatch(rig, 10.0, tilted, 10.0)
+
+
+def test_mirrored_clips_turn_the_other_way_and_relit_clips_keep_their_motion():
+    torch.manual_seed(3)
+    frames, motion = torch.rand(32, 3, 1, 3, 32, 32), torch.randn(32, 2, 3)
+    mirrored, mirrored_motion = make_idm(photometric=0.0).augmented(frames, motion)
+    flipped = [bool((mirrored[b] == frames[b].flip(-1)).all()) for b in range(32)]
+    assert 4 < sum(flipped) < 28  # about half
+    for b in range(32):
+        sign = torch.tensor([1.0, -1.0, -1.0]) if flipped[b] else torch.ones(3)
+        assert torch.equal(mirrored_motion[b], motion[b] * sign)
+        assert flipped[b] or torch.equal(mirrored[b], frames[b])
+    relit, relit_motion = make_idm(mirror=False, photometric=0.3).augmented(frames, motion)
+    assert torch.equal(relit_motion, motion) and not torch.equal(relit, frames)
+    assert relit.min() >= 0 and relit.max() <= 1
