@@ -24,6 +24,16 @@ def camera_infos(size: int = 16, cameras: list[str] = CAMERAS) -> list[contract.
     return [contract.CameraInfo(c, size, size, k, np.eye(4).tolist()) for c in cameras]
 
 
+# A camera looking straight ahead: camera z (optical axis) = ego x, camera x = ego -y, camera y = ego -z.
+FORWARD = [[0.0, 0.0, 1.0, 1.5], [-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 1.6], [0.0, 0.0, 0.0, 1.0]]
+
+
+def forward_camera(size: int = 32, name: str = "front") -> contract.CameraInfo:
+    """A 90-degree pinhole camera mounted 1.6 m up, facing along the ego's x axis."""
+    return contract.CameraInfo(name, size, size, [[size / 2, 0, (size - 1) / 2], [0, size / 2, (size - 1) / 2], [0, 0, 1]],
+                               FORWARD)
+
+
 def make_scene(index: int, steps: int, size: int, views: int = len(CAMERAS)) -> SceneArrays:
     """Scene `index`: frame pixel (0, 0) holds [index, step, camera]; the ego drives along x."""
     images = np.full((steps, views, size, size, 3), 128, np.uint8)

@@ -15,18 +15,37 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from datamodules.batch import Batch
 from lightning_wm.evaluation.trajectory import displacement, integrate
+from lightning_wm.models.ego_flow import rotation_flow
 from lightning_wm.models.heads import pose_deltas
 from lightning_wm.models.idm_config import IDM_SIZES, IDMConfig
 from lightning_wm.models.idm_network import MotionEstimator
 from lightning_wm.models.schedules import adamw_warmup_cosine
+from lightning_wm.models.warp_decoder import warp
 from sharding.contract import CameraInfo, Manifest
 from sharding.errors import ConfigError
 
 VAL_NAMES = ("ade", "fde", "mae_dx", "mae_dy", "mae_dyaw")  # logged as val/idm/<name>
+
+
+def gaussian_blur(frames: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each clip with its own sigma: frames [B, T, 1, 3, H, W], sigma [B] pixels (0: unchanged)."""
+    radius = 3
+    x = torch.arange(-radius, radius + 1, device=frames.device, dtype=frames.dtype)
+    kernel = torch.exp(-x.square() / (2 * sigma[:, None].to(frames.dtype).clamp(min=1e-3) ** 2))
+    kernel = kernel / kernel.sum(-1, keepdim=True)  # [B, 7]
+    batch, steps, _, channels, h, w = frames.shape
+    images = frames.reshape(1, batch * steps * channels, h, w)
+    weights = kernel.repeat_interleave(steps * channels, 0)  # [B*T*3, 7]
+    images = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode="replicate"), weights[:, None, None, :],
+                      groups=images.shape[1])
+    images = F.conv2d(F.pad(images, (0, 0, radius, radius), mode="replicate"), weights[:, None, :, None],
+                      groups=images.shape[1])
+    return images.view_as(frames)
 
 
 def camera_rig(camera: CameraInfo) -> dict[str, Any]:
@@ -135,11 +154,26 @@ class InverseDynamicsModel(L.LightningModule):
             flip = torch.rand(batch, device=frames.device) < 0.5
             frames = torch.where(flip.view(shape), frames.flip(-1), frames)
             motion = motion * torch.where(flip[:, None, None], motion.new_tensor([1.0, -1.0, -1.0]), motion.new_ones(3))
+        if cfg.yaw_augment > 0:
+            frames, motion = self._turned(frames, motion, cfg.yaw_augment * (2 * torch.rand(batch, device=frames.device) - 1))
+        if cfg.blur > 0:
+            frames = gaussian_blur(frames, cfg.blur * torch.rand(batch, device=frames.device))
         if cfg.photometric > 0:
             gain = 1 + cfg.photometric * (2 * torch.rand(shape, device=frames.device) - 1)
             offset = 0.5 * cfg.photometric * (2 * torch.rand(shape, device=frames.device) - 1)
             frames = (frames * gain + offset).clamp(0, 1)
         return frames, motion
+
+    def _turned(self, frames: torch.Tensor, motion: torch.Tensor, rate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clips as seen by a camera that also turns `rate` [B] rad per step about the ego z
+        axis: frame t is re-projected by the rotation homography of angle rate * t (exact for a
+        pure rotation), and each step's dyaw grows by `rate`. Teaches yaw beyond the data's range."""
+        batch, steps = frames.shape[:2]
+        angles = rate[:, None] * torch.arange(steps, device=frames.device)  # [B, T]
+        flow = rotation_flow(torch.tensor(self.rig["intrinsics"]), torch.tensor(self.rig["ego_from_camera"]),
+                             angles.flatten(), self.image_size)  # [B*T, 2, H, W]
+        turned = warp(frames.flatten(0, 2), flow).view_as(frames)
+        return turned, motion + F.pad(rate[:, None, None], (2, 0))
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         total, terms = self.losses(batch, augment=True)

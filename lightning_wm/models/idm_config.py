@@ -41,6 +41,8 @@ class IDMConfig:
     motion_scale: list[float] = field(default_factory=lambda: [0.5, 0.01, 0.005])
     mirror: bool = True  # train on left-right mirrored clips too (dy, dyaw negated): for a camera facing straight ahead
     photometric: float = 0.2  # random per-clip gain (1 +- this) and offset (+- half this) in training; 0: off
+    yaw_augment: float = 0.02  # training: each clip's camera also turns at a random rate in +- this, rad/step; 0: off
+    blur: float = 1.0  # training: Gaussian blur of random sigma in [0, this] pixels per clip (generated video is soft); 0: off
     lr: float = 1e-3  # Adam learning rate after warmup
     weight_decay: float = 0.0  # decoupled weight decay (AdamW)
     warmup_steps: int = 50  # linear learning-rate warmup, optimiser steps; 0: none
@@ -58,6 +60,8 @@ class IDMConfig:
             raise ConfigError(f"model.mirror={self.mirror!r} must be true or false")
         if not 0 <= self.photometric < 1:
             raise ConfigError(f"model.photometric={self.photometric} must be in [0, 1)")
+        if not self.yaw_augment >= 0 or not self.blur >= 0:
+            raise ConfigError(f"model.yaw_augment={self.yaw_augment} and model.blur={self.blur} must be >= 0")
         if not self.lr > 0 or self.weight_decay < 0:
             raise ConfigError(f"model.lr={self.lr} must be > 0 and model.weight_decay={self.weight_decay} >= 0")
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:

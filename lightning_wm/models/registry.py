@@ -17,7 +17,7 @@ from lightning_wm.models.idm_config import IDMConfig
 from lightning_wm.models.multicam import MultiCamWorldModel
 from lightning_wm.models.multicam_config import MultiCamConfig
 from lightning_wm.models.multicam_rig import rig_from_manifest
-from lightning_wm.models.single_cam import SingleCamWorldModel
+from lightning_wm.models.single_cam import SingleCamWorldModel, camera_from_manifest
 from lightning_wm.models.single_cam_config import SingleCamConfig
 from sharding.errors import ConfigError
 
@@ -33,7 +33,8 @@ class ModelFamily:
 
 
 FAMILIES: dict[str, ModelFamily] = {
-    "single_cam": ModelFamily("single_cam", SingleCamConfig, SingleCamWorldModel, single_view=True),
+    "single_cam": ModelFamily("single_cam", SingleCamConfig, SingleCamWorldModel, single_view=True,
+                              manifest_args=camera_from_manifest),
     "idm": ModelFamily("idm", IDMConfig, InverseDynamicsModel, single_view=True, manifest_args=manifest_args),
     "multicam": ModelFamily("multicam", MultiCamConfig, MultiCamWorldModel, single_view=False,
                             manifest_args=rig_from_manifest),

@@ -34,6 +34,7 @@ class SingleCamConfig:
     hazard_scale: float = 1.0  # weight of the hazard loss (binary cross-entropy)
     open_loop_scale: float = 1.0  # weight of the open-loop terms (imagined after the context; 0: DreamerV3's losses only)
     max_reference_age: int = 8  # teacher forcing renders frame t from a reference 1..this many steps back
+    turn_prior: bool = True  # decoder re-projects the reference by the ego's turn (rotation homography); needs the camera
     unimix: float = 0.01  # uniform mix into the categorical probabilities, in [0, 1) (DreamerV3: 0.01)
     compile: bool = False  # torch.compile encoder, decoder and heads (slow first step; benchmarks/bench_model.py)
     channels_last: bool = False  # channels_last memory format for the CNNs (see benchmarks/bench_model.py)
@@ -65,7 +66,7 @@ class SingleCamConfig:
             raise ConfigError(f"model.psnr_horizons={horizons} must be a non-empty list of integers >= 1, "
                               "e.g. [1, 4, 8]")
         self.psnr_horizons = horizons
-        for key in ("compile", "channels_last"):
+        for key in ("compile", "channels_last", "turn_prior"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"model.{key}={getattr(self, key)!r} must be true or false")
 

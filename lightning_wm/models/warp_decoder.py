@@ -81,7 +81,9 @@ class WarpDecoder(nn.Module):
             self.head.bias[2:6] = 2.0  # ... and the mask near 1: the first predictions copy the reference
 
     def forward(self, features: torch.Tensor, reference: torch.Tensor, reference_maps: list[torch.Tensor],
-                age: torch.Tensor) -> torch.Tensor:
+                age: torch.Tensor, base_flow: torch.Tensor | None = None) -> torch.Tensor:
+        """base_flow [N, 2, H, W] (pixels), if given, is added to the predicted flow: motion the
+        caller knows from geometry (the ego's turn, `ego_flow.static_world_flow`)."""
         x = self.project(torch.cat([features, age_features(age).to(features.dtype)], -1))
         x = rearrange(x, "n (c h w) -> n c h w", c=self.channels, h=self.h, w=self.w)
         skips = reference_maps[::-1]  # coarsest first
@@ -90,6 +92,8 @@ class WarpDecoder(nn.Module):
         out = self.head(x + skips[-1].to(x.dtype))  # [N, 18, H/2, W/2]
         flow, mask, generated = out.split([2, 4, 12], 1)
         flow = 2 * F.interpolate(flow, size=reference.shape[-2:], mode="bilinear", align_corners=False)  # in pixels
+        if base_flow is not None:
+            flow = flow + base_flow.to(flow.dtype)
         mask = torch.sigmoid(F.pixel_shuffle(mask, 2))  # [N, 1, H, W]
         generated = F.pixel_shuffle(generated, 2)  # [N, 3, H, W]
         return mask * warp(reference.to(flow.dtype), flow) + (1 - mask) * (generated + 0.5)  # [N, 3, H, W]

@@ -11,9 +11,9 @@ from lightning_wm.models.heads import pose_deltas
 from lightning_wm.models.idm import InverseDynamicsModel, camera_rig, rig_mismatch
 from lightning_wm.models.idm_config import IDMConfig
 from sharding.errors import ConfigError
-from tests.helpers import camera_infos
+from tests.helpers import camera_infos, forward_camera
 
-CAMERA = camera_infos(32, ["front"])[0]
+CAMERA = forward_camera(32)
 
 
 def make_idm(**config) -> InverseDynamicsModel:
@@ -97,13 +97,36 @@ def test_rig_mismatch_names_what_differs():
 def test_mirrored_clips_turn_the_other_way_and_relit_clips_keep_their_motion():
     torch.manual_seed(3)
     frames, motion = torch.rand(32, 3, 1, 3, 32, 32), torch.randn(32, 2, 3)
-    mirrored, mirrored_motion = make_idm(photometric=0.0).augmented(frames, motion)
+    mirrored, mirrored_motion = make_idm(photometric=0.0, yaw_augment=0.0, blur=0.0).augmented(frames, motion)
     flipped = [bool((mirrored[b] == frames[b].flip(-1)).all()) for b in range(32)]
     assert 4 < sum(flipped) < 28  # about half
     for b in range(32):
         sign = torch.tensor([1.0, -1.0, -1.0]) if flipped[b] else torch.ones(3)
         assert torch.equal(mirrored_motion[b], motion[b] * sign)
         assert flipped[b] or torch.equal(mirrored[b], frames[b])
-    relit, relit_motion = make_idm(mirror=False, photometric=0.3).augmented(frames, motion)
+    relit, relit_motion = make_idm(mirror=False, photometric=0.3, yaw_augment=0.0, blur=0.0).augmented(frames, motion)
     assert torch.equal(relit_motion, motion) and not torch.equal(relit, frames)
     assert relit.min() >= 0 and relit.max() <= 1
+
+
+def test_turned_clips_shift_the_way_the_added_yaw_says_and_carry_it_in_the_motion():
+    # a vertical stripe in the middle of every frame; the camera turning left moves it right
+    frames = torch.zeros(2, 3, 1, 3, 32, 32)
+    frames[..., 14:18] = 1.0
+    motion = torch.zeros(2, 2, 3)
+    turned, turned_motion = make_idm()._turned(frames, motion, torch.tensor([0.05, -0.05]))
+    column = torch.arange(32.0)
+    centre = (turned[:, :, 0, 0, 16] * column).sum(-1) / turned[:, :, 0, 0, 16].sum(-1)  # [B, T] stripe centre
+    assert torch.allclose(centre[:, 0], torch.tensor([15.5, 15.5]), atol=0.1)  # step 0: not turned yet
+    assert (centre[0, 1:] > centre[0, :-1] + 0.5).all() and (centre[1, 1:] < centre[1, :-1] - 0.5).all()
+    assert torch.allclose(turned_motion[..., 2], torch.tensor([[0.05, 0.05], [-0.05, -0.05]]))
+    assert torch.equal(turned_motion[..., :2], motion[..., :2])
+
+
+def test_blur_softens_each_clip_by_its_own_sigma():
+    from lightning_wm.models.idm import gaussian_blur
+    frames = torch.zeros(2, 1, 1, 3, 16, 16)
+    frames[..., 8, 8] = 1.0
+    blurred = gaussian_blur(frames, torch.tensor([0.0, 1.5]))
+    assert torch.allclose(blurred[0], frames[0], atol=1e-6)  # sigma 0: unchanged
+    assert blurred[1, ..., 8, 8].max() < 0.2 and torch.allclose(blurred[1].sum(), frames[1].sum(), atol=1e-4)

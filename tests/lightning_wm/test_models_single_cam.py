@@ -11,10 +11,13 @@ from datamodules.batch import make_random_batch
 from lightning_wm.models.rollout import RolloutModel, open_loop
 from lightning_wm.models.single_cam import SingleCamWorldModel
 from lightning_wm.models.single_cam_config import SingleCamConfig
+from lightning_wm.models.idm import camera_rig
 from sharding.errors import ConfigError
+from tests.helpers import forward_camera
 
 ACTIONS = ["speed", "yaw_rate"]
 CONFIG = {"size": "tiny", "context_steps": 2, "psnr_horizons": [1, 4, 8], "warmup_steps": 2}
+CAMERA = camera_rig(forward_camera(32))
 
 
 def _batches(n: int, seed: int, steps: int = 6, size: int = 32) -> list[dict]:
@@ -31,7 +34,7 @@ def _trainer(**kwargs) -> L.Trainer:
 def fitted(tmp_path_factory):
     """A tiny model after 3 Lightning steps, its trainer's metrics, and a saved checkpoint."""
     L.seed_everything(0, workers=True)
-    model = SingleCamWorldModel(CONFIG, ACTIONS, (32, 32))
+    model = SingleCamWorldModel(CONFIG, ACTIONS, (32, 32), camera=CAMERA)
     trainer = _trainer()
     trainer.fit(model, DataLoader(_batches(3, 0), batch_size=None), DataLoader(_batches(1, 1), batch_size=None))
     train_metrics = dict(trainer.callback_metrics)
@@ -82,6 +85,7 @@ def test_checkpoint_round_trip_with_weights_only(fitted):
     assert checkpoint["hyper_parameters"]["config"]["size"] == "tiny"
     loaded = SingleCamWorldModel.load_from_checkpoint(path, weights_only=True)
     assert loaded.config == model.config and loaded.action_names == ACTIONS and loaded.image_size == (32, 32)
+    assert loaded.camera == CAMERA and loaded.turn_prior
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
 
@@ -141,6 +145,35 @@ def test_untrained_decoder_starts_near_copying_the_reference_and_depends_on_it()
         assert (video - reference).abs().mean() < 0.5 * (frames[:, :1].expand_as(video) - reference).abs().mean()
         swapped = dataclasses.replace(states, reference=states.reference.flip(0))
         assert (model.decode(swapped) - video).abs().mean() > 0.05
+
+
+def test_turn_prior_turns_the_decoded_view_with_the_imagined_yaw():
+    torch.manual_seed(0)
+    model = SingleCamWorldModel(CONFIG, ACTIONS, (32, 32), camera=CAMERA).eval()
+    frames = torch.zeros(1, 2, 1, 3, 32, 32)
+    frames[..., 14:18] = 1.0  # a vertical stripe in the middle
+    actions = torch.zeros(1, 2, 2)
+    column = torch.arange(32.0)
+    with torch.no_grad():
+        states = model.imagine(model.observe(frames, actions), actions)
+        # without a frame rate, the state's yaw is the running sum of the ego-motion head's yaw ...
+        assert torch.allclose(states.yaw, model.ego_motion(states)[..., 2].cumsum(1))
+        # ... with one, the integrated yaw_rate action (the vehicle's measured yaw rate)
+        timed = SingleCamWorldModel(CONFIG, ACTIONS, (32, 32), camera=CAMERA, fps=10.0).eval()
+        steer = torch.tensor([[[5.0, 0.3], [5.0, -0.1]]])
+        assert torch.allclose(timed.imagine(timed.observe(frames, actions), steer).yaw, torch.tensor([[0.03, 0.02]]))
+
+        def stripe_centre(yaw: float) -> float:
+            video = model.decode(dataclasses.replace(states, yaw=torch.full_like(states.yaw, yaw)))
+            row = video[0, -1, 0, 0, 16]
+            return float((row * column).sum() / row.sum())
+
+        straight, left, right = stripe_centre(0.0), stripe_centre(0.2), stripe_centre(-0.2)
+        assert left > straight + 2 and right < straight - 2  # turning left moves the view right
+        blind = SingleCamWorldModel(CONFIG, ACTIONS, (32, 32)).eval()  # no camera: no prior
+        blind.load_state_dict(model.state_dict())
+        assert not blind.turn_prior
+        assert torch.equal(blind.decode(dataclasses.replace(states, yaw=states.yaw + 0.2)), blind.decode(states))
 
 
 def test_open_loop_terms_train_the_dynamics_and_vanish_without_a_future():
