@@ -14,6 +14,11 @@ not attended to, takes its prior as its latent, and is decoded against its last 
 (or a grey frame when it was never seen); the returned state's `degraded` [B, V] bool is True
 for views not observed at the last context step, so their predictions can be flagged. Training
 hides whole views at random (`view_dropout`) so the model learns to fill them in.
+
+Turn prior (`turn_prior`, as in the single-camera model): each view's warp starts from the
+rotation homography of the ego's turn since that view's reference frame, from the view's own
+calibration (`ego_flow.rotation_flow`); the turn comes from the true poses in teacher forcing and
+from the integrated `yaw_rate` action (else the ego-motion head) in rollouts.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from lightning_wm.evaluation.cross_view import view_disagreement
 from lightning_wm.models.camera_embedding import CameraEmbedding
 from lightning_wm.models.cross_view import CrossViewAttention, mean_over_views
 from lightning_wm.models.decoders import image_loss
+from lightning_wm.models.ego_flow import commanded_turn, pose_heading, rotation_flow
 from lightning_wm.models.encoders import ImageEncoder
 from lightning_wm.models.heads import EgoMotionHead, HazardHead, ego_loss, hazard_loss, pose_deltas
 from lightning_wm.models.multicam_config import MultiCamConfig
@@ -60,6 +66,8 @@ class MultiCamState:
     age:            [B, V] or [B, H, V] int64, steps between the reference and the state
     views:          [B, V, camera_dim] camera embeddings of the rig
     degraded:       [B, V] bool, True where the view was not observed at the last context step
+    yaw:            [B, V] or [B, H, V] the ego's turn since each view's reference, rad (+: left)
+    intrinsics:     [B, V, 3, 3] and ego_from_camera [B, V, 4, 4]: the rig's calibration
     """
 
     latent: RSSMState
@@ -68,6 +76,9 @@ class MultiCamState:
     age: torch.Tensor
     views: torch.Tensor
     degraded: torch.Tensor
+    yaw: torch.Tensor
+    intrinsics: torch.Tensor
+    ego_from_camera: torch.Tensor
 
 
 def last_observed(observed: torch.Tensor) -> torch.Tensor:
@@ -85,10 +96,11 @@ class MultiCamWorldModel(WorldModelTrainingHooks, L.LightningModule):
     rig:          the cameras the model is trained on, in batch order: dicts {name, width, height,
                   intrinsics, ego_from_camera} (`multicam_rig.rig_from_manifest`); used when a
                   caller passes no calibration, and to refuse data with unknown cameras
+    fps:          the data's frame rate, to integrate a `yaw_rate` action (rad/s) into the turn prior
     """
 
     def __init__(self, config: MultiCamConfig | dict[str, Any], action_names: list[str],
-                 image_size: tuple[int, int] | list[int], rig: list[dict[str, Any]]) -> None:
+                 image_size: tuple[int, int] | list[int], rig: list[dict[str, Any]], fps: float | None = None) -> None:
         super().__init__()
         self.config = config if isinstance(config, MultiCamConfig) else MultiCamConfig.from_dict(dict(config))
         if not action_names:
@@ -98,8 +110,10 @@ class MultiCamWorldModel(WorldModelTrainingHooks, L.LightningModule):
         self.rig = check_rig(rig, "MultiCamWorldModel")
         self.camera_names = [c["name"] for c in self.rig]
         self.active = list(range(len(self.rig)))  # rig views the data has, in data order (`use_cameras`)
+        self.fps = float(fps) if fps else None
         self.save_hyperparameters({"config": asdict(self.config), "action_names": self.action_names,
-                                   "image_size": list(self.image_size), "rig": self.rig, "model_family": "multicam"})
+                                   "image_size": list(self.image_size), "rig": self.rig, "fps": self.fps,
+                                   "model_family": "multicam"})
         cfg, size = self.config, get_size(self.config.size)
         self.encoder = ImageEncoder(size.cnn_depth, self.image_size)
         channels, token_h, token_w = self.encoder.out_shape
@@ -197,10 +211,21 @@ class MultiCamWorldModel(WorldModelTrainingHooks, L.LightningModule):
         return index, age
 
     def _render(self, features: torch.Tensor, views: torch.Tensor, images: torch.Tensor, maps: list[torch.Tensor],
-                index: torch.Tensor, age: torch.Tensor) -> torch.Tensor:
+                index: torch.Tensor, age: torch.Tensor, turn: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """features [N, F], camera embeddings [N, Cv], candidate references images [M, 3, H, W] and
-        maps, index [N] into them, age [N] -> frames [N, 3, H, W]."""
-        return self.decoder(torch.cat([features, views], -1), images[index], [m[index] for m in maps], age)
+        maps, index [N] into them, age [N], turn = (yaw [N] rad since the reference, intrinsics
+        [N, 3, 3], ego_from_camera [N, 4, 4]) of each view -> frames [N, 3, H, W]."""
+        yaw, intrinsics, ego_from_camera = turn
+        flow = (rotation_flow(intrinsics, ego_from_camera, yaw.detach(), self.image_size)
+                if self.config.turn_prior else None)
+        return self.decoder(torch.cat([features, views], -1), images[index], [m[index] for m in maps], age, flow)
+
+    def _imagined_turn(self, actions: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Heading change into each imagined step, [B, H] rad: the commanded `yaw_rate` over one
+        step when there is one (`ego_flow.commanded_turn`), else the ego-motion head's yaw.
+        actions [B, H, A]; features [B, H, V, F] of the imagined states."""
+        turn = commanded_turn(actions, self.action_names, self.fps)
+        return turn if turn is not None else self.ego_head(mean_over_views(features))[..., 2].detach()
 
     def _view_dropout(self, batch: int, steps: int, views: int, device: torch.device) -> torch.Tensor:
         """observed [B, T, V]: in training each view is hidden for the whole window with
@@ -236,9 +261,14 @@ class MultiCamWorldModel(WorldModelTrainingHooks, L.LightningModule):
         seen = last_observed(observed)
         time = torch.arange(steps, device=device)[None, :, None].expand(batch_size, steps, views)
         back = (time - torch.randint(1, cfg.max_reference_age + 1, time.shape, device=device)).clamp(min=0)
-        index, age = self._references(seen.gather(1, back), time, steps, views)
+        reference_step = seen.gather(1, back)  # [B, T, V], -1: the grey frame
+        index, age = self._references(reference_step, time, steps, views)
+        heading = pose_heading(batch["ego"])[..., None]  # [B, T, 1] true yaw of each step
+        since = heading - heading.expand(-1, -1, views).gather(1, reference_step.clamp(min=0))  # [B, T, V]
+        calibration = (repeat(intrinsics, "b v i j -> (b t v) i j", t=steps),
+                       repeat(ego_from_camera, "b v i j -> (b t v) i j", t=steps))
         recon = self._render(rearrange(features, "b t v f -> (b t v) f"), flat_views, images, maps,
-                             index.flatten(), age.flatten())
+                             index.flatten(), age.flatten(), (since.flatten(), *calibration))
         kl, terms = kl_loss(post.logits, prior.logits, cfg.free_bits, cfg.kl_dyn_scale, cfg.kl_rep_scale)
         terms["image"] = image_loss(recon, images[:-1])
         fused = mean_over_views(features)  # [B, T, F]
@@ -252,10 +282,17 @@ class MultiCamWorldModel(WorldModelTrainingHooks, L.LightningModule):
             horizon = steps - context
             imagined = self.dynamics.imagine(post[:, context - 1], actions[:, context - 1 : steps - 1], view_embeds)
             ahead = torch.arange(context, steps, device=device)[None, :, None]  # [1, H, 1]
-            index, age = self._references(seen[:, context - 1 : context].expand(-1, horizon, -1), ahead, steps, views)
+            last_seen = seen[:, context - 1]  # [B, V] each view's reference step
+            index, age = self._references(last_seen[:, None].expand(-1, horizon, -1), ahead, steps, views)
+            # turn since the reference: true up to the last context step, then as `imagine` integrates it
+            observed_turn = heading[:, context - 1] - heading[..., 0].gather(1, last_seen.clamp(min=0))  # [B, V]
+            turn = self._imagined_turn(actions[:, context - 1 : steps - 1], imagined.feature()).cumsum(1)  # [B, H]
             predicted = self._render(rearrange(imagined.feature(), "b h v f -> (b h v) f"),
                                      repeat(view_embeds, "b v c -> (b h v) c", h=horizon), images, maps,
-                                     index.flatten(), age.flatten())
+                                     index.flatten(), age.flatten(),
+                                     ((observed_turn[:, None] + turn[..., None]).flatten(),
+                                      repeat(intrinsics, "b v i j -> (b h v) i j", h=horizon),
+                                      repeat(ego_from_camera, "b v i j -> (b h v) i j", h=horizon)))
             truth_frames = rearrange(frames[:, context:], "b h v c x y -> (b h v) c x y")
             terms["open_loop_image"] = image_loss(predicted, truth_frames)
             truth = pose_deltas(batch["ego"])[:, context - 1 :]  # [B, H, 3]
@@ -323,14 +360,22 @@ class MultiCamWorldModel(WorldModelTrainingHooks, L.LightningModule):
         post, _ = self.dynamics.observe(embeds, prev_actions, view_embeds, observed, generator, self._mode())
         seen = last_observed(observed)[:, -1]  # [B, V]
         index, age = self._references(seen, steps - 1, steps, views)
-        return MultiCamState(post[:, -1], images[index], [m[index] for m in maps], age, view_embeds, seen != steps - 1)
+        # a view hidden at the end: the commanded turn since it was last seen (0 without a yaw_rate action)
+        turn = commanded_turn(actions[:, :-1], self.action_names, self.fps)  # [B, T-1]: step t -> t+1
+        yaw = frames.new_zeros(batch, views)
+        if turn is not None:
+            since = torch.arange(steps - 1, device=frames.device)[None, :, None] >= seen.clamp(min=0)[:, None]
+            yaw = (turn[..., None] * since).sum(1)  # [B, V]
+        return MultiCamState(post[:, -1], images[index], [m[index] for m in maps], age, view_embeds, seen != steps - 1,
+                             yaw, intrinsics, ego_from_camera)
 
     def imagine(self, state: MultiCamState, actions: torch.Tensor,
                 generator: torch.Generator | None = None) -> MultiCamState:
         """state [B], actions [B, H, A] (actions[:, 0] taken in `state`'s step) -> states [B, H]."""
         latent = self.dynamics.imagine(state.latent, actions, state.views, generator, self._mode())
         ahead = torch.arange(1, actions.shape[1] + 1, device=actions.device)[None, :, None]
-        return replace(state, latent=latent, age=state.age[:, None] + ahead)
+        turn = self._imagined_turn(actions, latent.feature()).cumsum(1)  # [B, H], the same for every view
+        return replace(state, latent=latent, age=state.age[:, None] + ahead, yaw=state.yaw[:, None] + turn[..., None])
 
     def decode(self, states: MultiCamState) -> torch.Tensor:
         """states [B, H] -> frames [B, H, V, 3, h, w] in [0, 1]."""
@@ -338,9 +383,11 @@ class MultiCamWorldModel(WorldModelTrainingHooks, L.LightningModule):
         reference = rearrange(states.reference, "b v c h w -> (b v) c h w")
         maps = [rearrange(m, "b v c h w -> (b v) c h w") for m in states.reference_maps]
         index = repeat(torch.arange(batch * views, device=reference.device), "(b v) -> (b h v)", v=views, h=horizon)
+        calibration = (repeat(states.intrinsics, "b v i j -> (b h v) i j", h=horizon),
+                       repeat(states.ego_from_camera, "b v i j -> (b h v) i j", h=horizon))
         images = self._render(rearrange(states.latent.feature(), "b h v f -> (b h v) f"),
                               repeat(states.views, "b v c -> (b h v) c", h=horizon), reference, maps, index,
-                              states.age.flatten())
+                              states.age.flatten(), (states.yaw.flatten(), *calibration))
         return rearrange(images, "(b h v) c x y -> b h v c x y", b=batch, h=horizon).clamp(0, 1)
 
     def perturb(self, state: MultiCamState, eps: float, generator: torch.Generator | None = None) -> MultiCamState:

@@ -37,6 +37,7 @@ class MultiCamConfig:
     hazard_scale: float = 1.0  # weight of the hazard loss (binary cross-entropy)
     open_loop_scale: float = 1.0  # weight of the open-loop terms (imagined after the context); 0: off
     max_reference_age: int = 8  # teacher forcing renders frame t from a reference 1..this many steps back
+    turn_prior: bool = True  # each view's decoder re-projects its reference by the ego's turn (rotation homography)
     unimix: float = 0.01  # uniform mix into the categorical probabilities, in [0, 1)
     camera_dim: int = 64  # width of the per-view camera embedding (from the rays of a 3x3 pixel grid)
     attention_heads: int = 4  # heads of every cross-view attention block; must divide the token widths

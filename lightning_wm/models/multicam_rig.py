@@ -69,9 +69,10 @@ def check_rig(rig: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
 
 
 def rig_from_manifest(manifest: Any, camera_names: list[str]) -> dict[str, Any]:
-    """`ModelFamily.manifest_args`: the rig of the chosen cameras, in the datamodule's order."""
+    """`ModelFamily.manifest_args`: the rig of the chosen cameras, in the datamodule's order, and the fps."""
     by_name = {c.name: c for c in manifest.cameras}
-    return {"rig": check_rig([by_name[name] for name in camera_names], f"data.cameras={list(camera_names)}")}
+    return {"rig": check_rig([by_name[name] for name in camera_names], f"data.cameras={list(camera_names)}"),
+            "fps": float(manifest.fps)}
 
 
 def match_cameras(trained: list[str], data: list[str]) -> list[int]:

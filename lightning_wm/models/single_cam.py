@@ -32,7 +32,7 @@ from torchmetrics import MeanMetric
 
 from datamodules.batch import Batch
 from lightning_wm.models.decoders import image_loss
-from lightning_wm.models.ego_flow import rotation_flow
+from lightning_wm.models.ego_flow import commanded_turn, pose_heading, rotation_flow
 from lightning_wm.models.encoders import ImageEncoder
 from lightning_wm.models.heads import EgoMotionHead, HazardHead, ego_loss, hazard_loss, pose_deltas
 from lightning_wm.models.idm import camera_rig
@@ -46,11 +46,6 @@ from lightning_wm.models.warp_decoder import WarpDecoder
 from sharding.errors import ConfigError
 
 PSNR_KINDS = ("psnr", "psnr_copy_last", "psnr_shuffled_actions")  # logged as val/<kind>/h<k>
-
-
-def pose_heading(ego: torch.Tensor) -> torch.Tensor:
-    """Yaw of each pose [..., 4, 4] (rotation about z) -> [...] rad."""
-    return torch.atan2(ego[..., 1, 0], ego[..., 0, 0])
 
 
 def camera_from_manifest(manifest: Any, camera_names: list[str]) -> dict[str, Any]:
@@ -171,9 +166,8 @@ class SingleCamWorldModel(WorldModelTrainingHooks, L.LightningModule):
 
         actions [B, H, A] (row h leads into imagined step h); features [B, H, F] of the imagined states.
         """
-        if "yaw_rate" in self.action_names and self.fps:
-            return actions[..., self.action_names.index("yaw_rate")] / self.fps
-        return self.ego_head(features)[..., 2].detach()
+        turn = commanded_turn(actions, self.action_names, self.fps)
+        return turn if turn is not None else self.ego_head(features)[..., 2].detach()
 
     def _turn_flow(self, yaw: torch.Tensor) -> torch.Tensor | None:
         """yaw [N] rad -> [N, 2, H, W]: the flow of the camera turning by `yaw` (None: no prior)."""
