@@ -6,7 +6,8 @@ generator as an unperturbed reference. A rollout succeeds when the trajectory it
 ends within `threshold_m` of the reference's and its hazard head fires at no step where the
 reference's did not. The implied trajectory is the integrated ego-motion head, or, with
 `idm_ckpt`, the integrated inverse-dynamics estimate read from the decoded video. Results: a
-JSON table and a PNG plot under `robustness/`, and metrics `robustness/success/<setting>`.
+JSON table and a PNG plot under `robustness/`, and metrics `robustness/success/<setting>` and
+`robustness/deviation_m/<setting>`.
 """
 
 from __future__ import annotations
@@ -161,9 +162,10 @@ def plot_rows(rows: list[dict[str, Any]], title: str, path: Path) -> None:
     axes = figure.add_subplot()
     names = [r["setting"] for r in rows][::-1]
     rates = [r["success_rate"] for r in rows][::-1]
+    deviations = [r["mean_final_deviation_m"] for r in rows][::-1]
     axes.barh(names, rates, color=[colours[r["kind"]] for r in rows][::-1])
-    for y, rate in enumerate(rates):
-        axes.text(min(rate, 0.88) + 0.01, y, f"{rate:.2f}", va="center", fontsize=8)
+    for y, (rate, deviation) in enumerate(zip(rates, deviations, strict=True)):  # rate and mean final deviation
+        axes.text(min(rate, 0.8) + 0.01, y, f"{rate:.2f} ({deviation:.2f} m)", va="center", fontsize=8)
     axes.set_xlim(0, 1)
     axes.set_xlabel("success rate")
     axes.set_title(title, fontsize=9)
@@ -193,8 +195,9 @@ class RobustnessSweepCallback(L.Callback):
     """Success rate per perturbation setting, at the end of fit (and every N validations if asked).
 
     Keyword arguments: the fields of `RobustnessSweepConfig`. Artifacts: `robustness/
-    sweep_step{N:06d}.json|.png`; metrics `robustness/success/<setting>` and
-    `robustness/success/all` (over every perturbed setting). Without an MLflow logger it does
+    sweep_step{N:06d}.json|.png`; metrics `robustness/success/<setting>`,
+    `robustness/success/all` (over every perturbed setting) and `robustness/deviation_m/<setting>`
+    (mean final distance from the unperturbed rollout). Without an MLflow logger it does
     nothing (one info line).
     """
 
@@ -269,7 +272,10 @@ class RobustnessSweepCallback(L.Callback):
             plot_rows(rows, f"robustness at step {step}: {len(clips)} clips, within {self.config.threshold_m:g} m "
                       f"({self.motion.source}), no new hazard", png_path)
             log_artifacts(logger, [json_path, png_path], "robustness")
-        metrics = {f"robustness/success/{r['setting']}": r["success_rate"] for r in rows if r["kind"] != "reference"}
+        perturbed_rows = [r for r in rows if r["kind"] != "reference"]
+        metrics = {f"robustness/success/{r['setting']}": r["success_rate"] for r in perturbed_rows}
+        # the deviation itself, so runs compare even where every clip stays within the threshold
+        metrics |= {f"robustness/deviation_m/{r['setting']}": r["mean_final_deviation_m"] for r in perturbed_rows}
         if perturbed:
             metrics["robustness/success/all"] = table["success_all"]
         logger.log_metrics(metrics, step=step)

@@ -218,9 +218,10 @@ def test_metrics_match_the_table_at_each_sweep(logged):
     local, metrics, history = logged.local, logged.metrics, logged.history
     table = json.loads((local / "sweep_step000003.json").read_text())
     assert {k for k in metrics if k.startswith("robustness/")} == {f"robustness/success/{n}" for n in SETTINGS[1:]} | {
-        "robustness/success/all"}
+        f"robustness/deviation_m/{n}" for n in SETTINGS[1:]} | {"robustness/success/all"}
     for row in table["settings"][1:]:
         assert metrics[f"robustness/success/{row['setting']}"] == pytest.approx(row["success_rate"])
+        assert metrics[f"robustness/deviation_m/{row['setting']}"] == pytest.approx(row["mean_final_deviation_m"])
     assert [m.step for m in history] == [2, 3]
 
 
