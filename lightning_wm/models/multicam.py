@@ -5,7 +5,8 @@ and cross-view consistency), the optimiser and the rollout interface; the networ
 `encoders.py` (one encoder shared by all views), `camera_embedding.py` (calibration -> camera
 embeddings), `cross_view.py` (attention between views), `multicam_dynamics.py` (per-view RSSM
 mixed across views each step), `warp_decoder.py` (per-view decoding against that view's last
-observed frame) and `heads.py` (ego motion and hazard on the mean over views).
+observed frame) and `heads.py` (ego motion and hazard on the mean over views); the rollout
+state and each view's reference bookkeeping are in `multicam_state.py`.
 Frames are float in [0, 1], `[B, T, V, 3, H, W]`; V comes from the data (3 synthetic, 6 nuScenes,
 5 Waymo) and the same weights run on any rig.
 
@@ -23,7 +24,7 @@ from the integrated `yaw_rate` action (else the ego-motion head) in rollouts.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import lightning as L
@@ -44,7 +45,9 @@ from lightning_wm.models.heads import EgoMotionHead, HazardHead, ego_loss, hazar
 from lightning_wm.models.multicam_config import MultiCamConfig
 from lightning_wm.models.multicam_dynamics import MultiViewRSSM
 from lightning_wm.models.multicam_rig import MIN_VIEWS, check_batch_calibration, check_rig, match_cameras, rig_tensors
-from lightning_wm.models.rssm import RSSMState, kl_loss
+from lightning_wm.models.multicam_state import (GREY, MultiCamState, last_observed, reference_index_and_age,
+                                               turn_since_seen)
+from lightning_wm.models.rssm import kl_loss
 from lightning_wm.models.single_cam import PSNR_KINDS, frame_psnr
 from lightning_wm.models.sizes import get_size
 from lightning_wm.models.schedules import adamw_warmup_cosine
@@ -53,38 +56,6 @@ from lightning_wm.models.warp_decoder import WarpDecoder
 from sharding.errors import ConfigError
 
 XVIEW_KINDS = ("xview", "xview_gt")  # logged as val/<kind>/h<k>: predicted frames, ground truth (the floor)
-GREY = 0.5  # the reference of a view never observed
-
-
-@dataclass
-class MultiCamState:
-    """Rollout state. Leading dims [B] after `observe`, [B, H] after `imagine`.
-
-    latent:         `RSSMState` with a view axis last: [B, V] or [B, H, V]
-    reference:      [B, V, 3, H, W] each view's last observed frame (grey if never observed)
-    reference_maps: the encoder's stage outputs of `reference`, each [B, V, C_i, h_i, w_i]
-    age:            [B, V] or [B, H, V] int64, steps between the reference and the state
-    views:          [B, V, camera_dim] camera embeddings of the rig
-    degraded:       [B, V] bool, True where the view was not observed at the last context step
-    yaw:            [B, V] or [B, H, V] the ego's turn since each view's reference, rad (+: left)
-    intrinsics:     [B, V, 3, 3] and ego_from_camera [B, V, 4, 4]: the rig's calibration
-    """
-
-    latent: RSSMState
-    reference: torch.Tensor
-    reference_maps: list[torch.Tensor]
-    age: torch.Tensor
-    views: torch.Tensor
-    degraded: torch.Tensor
-    yaw: torch.Tensor
-    intrinsics: torch.Tensor
-    ego_from_camera: torch.Tensor
-
-
-def last_observed(observed: torch.Tensor) -> torch.Tensor:
-    """observed [B, T, V] bool -> [B, T, V] int64: the latest observed step <= t, -1 if none."""
-    steps = torch.arange(observed.shape[1], device=observed.device)[None, :, None]
-    return torch.where(observed, steps, -1).cummax(1).values
 
 
 class MultiCamWorldModel(WorldModelTrainingHooks, L.LightningModule):
@@ -194,22 +165,6 @@ class MultiCamWorldModel(WorldModelTrainingHooks, L.LightningModule):
         embeds = rearrange(fused, "(b t) (v h w) c -> b t v (c h w)", b=batch, v=views, h=token_h)
         return embeds, images, maps
 
-    def _references(self, seen_step: torch.Tensor, at_step: torch.Tensor | int, steps: int,
-                    views: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flat image-stack index and age of each reference.
-
-        seen_step [B, ..., V]: the step whose frame is the reference (-1: the grey frame);
-        at_step: the step the state is at (tensor broadcastable to seen_step, or an int).
-        -> (index [B, ..., V] into `_encode`'s stack, age [B, ..., V]).
-        """
-        batch = seen_step.shape[0]
-        b = torch.arange(batch, device=seen_step.device).view(batch, *([1] * (seen_step.dim() - 1)))
-        v = torch.arange(views, device=seen_step.device)
-        grey = batch * steps * views
-        index = torch.where(seen_step >= 0, (b * steps + seen_step) * views + v, grey)
-        age = torch.where(seen_step >= 0, at_step - seen_step, self.config.max_reference_age)
-        return index, age
-
     def _render(self, features: torch.Tensor, views: torch.Tensor, images: torch.Tensor, maps: list[torch.Tensor],
                 index: torch.Tensor, age: torch.Tensor, turn: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """features [N, F], camera embeddings [N, Cv], candidate references images [M, 3, H, W] and
@@ -262,7 +217,7 @@ class MultiCamWorldModel(WorldModelTrainingHooks, L.LightningModule):
         time = torch.arange(steps, device=device)[None, :, None].expand(batch_size, steps, views)
         back = (time - torch.randint(1, cfg.max_reference_age + 1, time.shape, device=device)).clamp(min=0)
         reference_step = seen.gather(1, back)  # [B, T, V], -1: the grey frame
-        index, age = self._references(reference_step, time, steps, views)
+        index, age = reference_index_and_age(reference_step, time, steps, views, cfg.max_reference_age)
         heading = pose_heading(batch["ego"])[..., None]  # [B, T, 1] true yaw of each step
         since = heading - heading.expand(-1, -1, views).gather(1, reference_step.clamp(min=0))  # [B, T, V]
         calibration = (repeat(intrinsics, "b v i j -> (b t v) i j", t=steps),
@@ -283,7 +238,8 @@ class MultiCamWorldModel(WorldModelTrainingHooks, L.LightningModule):
             imagined = self.dynamics.imagine(post[:, context - 1], actions[:, context - 1 : steps - 1], view_embeds)
             ahead = torch.arange(context, steps, device=device)[None, :, None]  # [1, H, 1]
             last_seen = seen[:, context - 1]  # [B, V] each view's reference step
-            index, age = self._references(last_seen[:, None].expand(-1, horizon, -1), ahead, steps, views)
+            index, age = reference_index_and_age(last_seen[:, None].expand(-1, horizon, -1), ahead, steps, views,
+                                                 cfg.max_reference_age)
             # turn since the reference: true up to the last context step, then as `imagine` integrates it
             observed_turn = heading[:, context - 1] - heading[..., 0].gather(1, last_seen.clamp(min=0))  # [B, V]
             turn = self._imagined_turn(actions[:, context - 1 : steps - 1], imagined.feature()).cumsum(1)  # [B, H]
@@ -359,13 +315,10 @@ class MultiCamWorldModel(WorldModelTrainingHooks, L.LightningModule):
         prev_actions = F.pad(actions[:, :-1], (0, 0, 1, 0))
         post, _ = self.dynamics.observe(embeds, prev_actions, view_embeds, observed, generator, self._mode())
         seen = last_observed(observed)[:, -1]  # [B, V]
-        index, age = self._references(seen, steps - 1, steps, views)
+        index, age = reference_index_and_age(seen, steps - 1, steps, views, self.config.max_reference_age)
         # a view hidden at the end: the commanded turn since it was last seen (0 without a yaw_rate action)
         turn = commanded_turn(actions[:, :-1], self.action_names, self.fps)  # [B, T-1]: step t -> t+1
-        yaw = frames.new_zeros(batch, views)
-        if turn is not None:
-            since = torch.arange(steps - 1, device=frames.device)[None, :, None] >= seen.clamp(min=0)[:, None]
-            yaw = (turn[..., None] * since).sum(1)  # [B, V]
+        yaw = turn_since_seen(turn, seen) if turn is not None else frames.new_zeros(batch, views)  # [B, V]
         return MultiCamState(post[:, -1], images[index], [m[index] for m in maps], age, view_embeds, seen != steps - 1,
                              yaw, intrinsics, ego_from_camera)
 

@@ -83,7 +83,7 @@ class WarpDecoder(nn.Module):
     def forward(self, features: torch.Tensor, reference: torch.Tensor, reference_maps: list[torch.Tensor],
                 age: torch.Tensor, base_flow: torch.Tensor | None = None) -> torch.Tensor:
         """base_flow [N, 2, H, W] (pixels), if given, is added to the predicted flow: motion the
-        caller knows from geometry (the ego's turn, `ego_flow.static_world_flow`)."""
+        caller knows from geometry (the ego's turn, `ego_flow.rotation_flow`)."""
         x = self.project(torch.cat([features, age_features(age).to(features.dtype)], -1))
         x = rearrange(x, "n (c h w) -> n c h w", c=self.channels, h=self.h, w=self.w)
         skips = reference_maps[::-1]  # coarsest first
