@@ -23,7 +23,7 @@ import numpy as np
 
 from datamodules.shard_datamodule import ShardDataModule
 from sharding.synthetic import RigConfig, WorldConfig, simulate_scene
-from sharding.synthetic_source import SyntheticDatasetConfig, scene_seed, shard_synthetic
+from sharding.synthetic.source import SyntheticDatasetConfig, scene_seed, shard_synthetic
 
 
 def timed(fn):

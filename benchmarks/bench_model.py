@@ -17,7 +17,7 @@ import time
 import torch
 
 from datamodules.batch import make_random_batch
-from lightning_wm.models.single_cam import SingleCamWorldModel
+from lightning_wm.models.single_cam.module import SingleCamWorldModel
 
 ACTIONS = ["speed", "yaw_rate"]
 VARIANTS = {  # name -> (config overrides, autocast to bfloat16)

@@ -10,7 +10,7 @@ views is the synthetic one extended around the car (80 degree lenses every 360/V
 the default +-55 for 3). (b) observes `context` frames of every validation window, imagines the
 rest with the true actions and scores every view: PSNR (dB) per camera and horizon, and the
 cross-view disagreement of the predicted frames where adjacent cameras overlap
-(`lightning_wm/evaluation/cross_view.py`; ground truth gives the floor). A single-camera model
+(`lightning_wm/metrics/cross_view.py`; ground truth gives the floor). A single-camera model
 is applied to each view on its own (one checkpoint for every view, or one per camera in rig order).
 """
 
@@ -26,10 +26,11 @@ import torch
 
 from datamodules.batch import make_random_batch
 from datamodules.shard_datamodule import ShardDataModule
-from lightning_wm.evaluation.cross_view import view_disagreement
-from lightning_wm.evaluation.loading import load_world_model
-from lightning_wm.models.multicam import MultiCamWorldModel
-from lightning_wm.models.single_cam import SingleCamWorldModel, frame_psnr
+from lightning_wm.metrics.cross_view import view_disagreement
+from lightning_wm.metrics.video import frame_psnr
+from lightning_wm.models.loading import load_world_model
+from lightning_wm.models.multicam.module import MultiCamWorldModel
+from lightning_wm.models.single_cam.module import SingleCamWorldModel
 from sharding.synthetic.camera import CameraConfig, RigConfig
 
 ACTIONS = ["speed", "yaw_rate"]

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 from datamodules.shard_datamodule import ShardDataModule
-from lightning_wm.checkpoints import load_checkpoint, resolve_ckpt_path
-from lightning_wm.models.registry import FAMILIES
+from lightning_wm.checkpoints import resolve_ckpt_path
+from lightning_wm.metrics.video import copy_last_frame, frame_psnr, shuffled_actions
+from lightning_wm.models.loading import load_world_model
 from lightning_wm.models.rollout import open_loop
-from lightning_wm.models.single_cam import frame_psnr
 
 
 def main() -> None:
@@ -34,9 +34,8 @@ def main() -> None:
     args = parser.parse_args()
 
     path = resolve_ckpt_path(args.ckpt, Path(args.runs_dir))
-    hparams = load_checkpoint(path)["hyper_parameters"]
-    family = FAMILIES[hparams["model_family"]]
-    model = family.module_class.load_from_checkpoint(path, weights_only=True, map_location="cpu").eval()
+    model, checkpoint = load_world_model(path)
+    hparams = checkpoint["hyper_parameters"]
     data = ShardDataModule(dict(path=args.data, cameras=[args.camera], actions=hparams["action_names"],
                                 window=args.window, batch_size=16, num_workers=0))
     data.prepare_data()
@@ -52,15 +51,15 @@ def main() -> None:
             frames, actions = batch["frames"], batch["actions"]
             target = frames[:, args.context :]
             predicted, _ = open_loop(model, frames, actions, args.context, generator=generator)
-            shuffled_actions = actions[:, args.context - 1 : -1].roll(1, dims=0)
-            shuffled, _ = open_loop(model, frames, actions, args.context, shuffled_actions, generator=generator)
-            copy_last = frames[:, args.context - 1 : args.context].expand_as(target)
+            future = shuffled_actions(actions[:, args.context - 1 : -1])
+            shuffled, _ = open_loop(model, frames, actions, args.context, future, generator=generator)
+            copy_last = copy_last_frame(frames, args.context, horizon)
             for kind, guess in (("model", predicted), ("copy_last", copy_last), ("shuffled", shuffled)):
                 sums[kind] += frame_psnr(guess, target).sum(0)
             windows += frames.shape[0]
     psnr = {kind: total / windows for kind, total in sums.items()}
 
-    print(f"\n{path} ({family.name}, size {hparams['config'].get('size')}): {windows} held-out windows, "
+    print(f"\n{path} ({hparams['model_family']}, size {hparams['config'].get('size')}): {windows} held-out windows, "
           f"context {args.context}, camera {args.camera}")
     print("| horizon | model PSNR | copy-last | shuffled actions | model - copy-last | model - shuffled |")
     print("|--------:|-----------:|----------:|-----------------:|------------------:|-----------------:|")

@@ -26,8 +26,8 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
-from sharding.nuscenes_layout.export import NuScenesExportConfig, export_nuscenes
-from sharding.nuscenes_source import NuScenesSourceConfig, shard_nuscenes
+from sharding.fixtures.nuscenes import NuScenesExportConfig, export_nuscenes
+from sharding.nuscenes.source import NuScenesSourceConfig, shard_nuscenes
 
 
 def camera_files(dataroot: Path, version: str) -> list[Path]:

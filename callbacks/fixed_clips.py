@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -129,3 +130,34 @@ def can_run(trainer: L.Trainer, pl_module: L.LightningModule, owner: str) -> boo
                      owner, type(pl_module).__name__)
         return False
     return True
+
+
+class FixedClipsCallback(L.Callback):
+    """Base of the callbacks that roll out fixed validation clips: collects them on rank zero
+    (`clips`), and tells a subclass when a validation run that counts has ended.
+
+    A subclass sets `self.active = False` in `setup` when it has nothing to do (`can_run`), and
+    implements `on_validation_run(trainer, pl_module)`, called on rank zero after every
+    validation run but the sanity check, once the clips are frozen.
+    """
+
+    def __init__(self, num_clips: int) -> None:
+        self.clips = FixedClips(num_clips)
+        self.active = True
+        self.validations = 0  # validation runs seen, sanity check not counted
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.active and trainer.is_global_zero:
+            self.clips.offer(batch)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not (self.active and trainer.is_global_zero):
+            return
+        self.clips.close()
+        if not trainer.sanity_checking:
+            self.validations += 1
+            self.on_validation_run(trainer, pl_module)
+
+    def on_validation_run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A validation run that counts has ended (rank zero; `self.clips.clips` may be None)."""

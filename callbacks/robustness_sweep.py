@@ -25,9 +25,19 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from callbacks.fixed_clips import Clips, FixedClips, can_run, data_window, log_artifacts, mlflow_logger, resolve_context
+from callbacks.fixed_clips import (
+    Clips,
+    FixedClipsCallback,
+    can_run,
+    data_window,
+    log_artifacts,
+    mlflow_logger,
+    resolve_context,
+)
 from callbacks.perturbations import KINDS, Perturbation, build_settings, check_actions, perturbed_actions
-from lightning_wm.evaluation.trajectory import displacement, integrate
+from lightning_wm.geometry import integrate
+from lightning_wm.metrics.trajectory import displacement
+from lightning_wm.models.rollout import ImpliedMotion
 from sharding.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -75,26 +85,6 @@ class RobustnessSweepConfig:
         self.action_clamps = [dict(c) for c in self.action_clamps]
         self.settings = build_settings(self.latent_eps, self.action_noise, self.action_delays, self.action_clamps,
                                        OWNER)
-
-
-class ImpliedMotion:
-    """Per-step ego motion [K, H, 3] a rollout implies: the model's ego-motion head, or an IDM
-    reading [the last `idm.frames - 1` observed frames, decoded video] (single camera)."""
-
-    def __init__(self, idm: Any = None) -> None:
-        self.idm = idm
-
-    def __call__(self, model: Any, states: Any, context_frames: torch.Tensor) -> torch.Tensor:
-        if self.idm is None:
-            return model.ego_motion(states)
-        self.idm.to(context_frames.device)  # loaded at setup, before the model reached its device
-        video = model.decode(states)  # [K, H, 1, 3, h, w]
-        clip = torch.cat([context_frames[:, context_frames.shape[1] - (self.idm.frames - 1) :], video], dim=1)
-        return self.idm.estimate(clip)
-
-    @property
-    def source(self) -> str:
-        return "ego_motion_head" if self.idm is None else "idm"
 
 
 def score(path: torch.Tensor, fired: torch.Tensor, reference_path: torch.Tensor, reference_fired: torch.Tensor,
@@ -176,8 +166,10 @@ def plot_rows(rows: list[dict[str, Any]], title: str, path: Path) -> None:
 def load_idm(path: str, data: Any) -> Any:
     """The frozen IDM of `idm_ckpt`, checked against the camera and frame rate of the datamodule
     `data` (a `ShardDataModule`, set up): image motion per step depends on both."""
-    from lightning_wm.evaluation.loading import load_idm as load  # optional: only with idm_ckpt
-    from lightning_wm.models.idm import rig_mismatch
+    from lightning_wm.models.cameras import rig_mismatch
+    from lightning_wm.models.loading import (
+        load_idm as load,  # optional: only with idm_ckpt
+    )
 
     idm = load(Path(path))
     manifest, cameras = getattr(data, "manifest", None), getattr(data, "camera_names", None)
@@ -186,12 +178,12 @@ def load_idm(path: str, data: Any) -> Any:
     if len(cameras) != 1:
         raise ConfigError(f"{OWNER}: idm_ckpt={path} reads one camera, the data has {cameras}; set idm_ckpt=null")
     camera = manifest.cameras[manifest.camera_names.index(cameras[0])]
-    if (why := rig_mismatch(idm.rig, idm.fps, camera, manifest.fps)) is not None:
+    if (why := rig_mismatch(idm.camera, idm.fps, camera, manifest.fps)) is not None:
         raise ConfigError(f"{OWNER}: idm_ckpt={path} does not fit this data: {why}; train an IDM on this rig")
     return idm
 
 
-class RobustnessSweepCallback(L.Callback):
+class RobustnessSweepCallback(FixedClipsCallback):
     """Success rate per perturbation setting, at the end of fit (and every N validations if asked).
 
     Keyword arguments: the fields of `RobustnessSweepConfig`. Artifacts: `robustness/
@@ -203,9 +195,7 @@ class RobustnessSweepCallback(L.Callback):
 
     def __init__(self, **settings: Any) -> None:
         self.config = RobustnessSweepConfig(**settings)
-        self.clips = FixedClips(self.config.num_clips)
-        self.validations = 0
-        self.active = True
+        super().__init__(self.config.num_clips)
         self.motion = ImpliedMotion()
         self.action_names: list[str] | None = None
         self.seconds = 0.0  # wall time spent sweeping and logging, for overhead measurements
@@ -224,18 +214,9 @@ class RobustnessSweepCallback(L.Callback):
         if (window := data_window(trainer)) is not None:
             check_idm_context(self.motion, resolve_context(self.config.context, pl_module, window, OWNER))
 
-    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
-                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self.active and trainer.is_global_zero:
-            self.clips.offer(batch)
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not (self.active and trainer.is_global_zero):
+    def on_validation_run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.config.every_n_val_epochs is None:
             return
-        self.clips.close()
-        if trainer.sanity_checking or self.config.every_n_val_epochs is None:
-            return
-        self.validations += 1
         if self.validations % self.config.every_n_val_epochs == 0:
             self.run(trainer, pl_module)
 

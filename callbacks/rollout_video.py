@@ -21,7 +21,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from callbacks.fixed_clips import Clips, FixedClips, can_run, data_window, log_artifacts, mlflow_logger, resolve_context
+from callbacks.fixed_clips import (
+    Clips,
+    FixedClipsCallback,
+    can_run,
+    data_window,
+    log_artifacts,
+    mlflow_logger,
+    resolve_context,
+)
 from callbacks.video_io import VideoLimits, write_video_pair
 from lightning_wm.models.rollout import open_loop
 from sharding.errors import ConfigError
@@ -154,7 +162,7 @@ def render_clips(model: Any, clips: Clips, context: int, config: RolloutVideoCon
             for i in range(len(clips))]
 
 
-class RolloutVideoCallback(L.Callback):
+class RolloutVideoCallback(FixedClipsCallback):
     """Every `every_n_val_epochs` validations: K fixed clips, open loop, logged as MP4 + GIF.
 
     Keyword arguments: the fields of `RolloutVideoConfig`. Files: `rollouts/epoch_XXX/
@@ -163,9 +171,7 @@ class RolloutVideoCallback(L.Callback):
 
     def __init__(self, **settings: Any) -> None:
         self.config = RolloutVideoConfig(**settings)
-        self.clips = FixedClips(self.config.num_clips)
-        self.validations = 0
-        self.active = True
+        super().__init__(self.config.num_clips)
         self.seconds = 0.0  # wall time spent rendering and logging, for overhead measurements
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -175,18 +181,7 @@ class RolloutVideoCallback(L.Callback):
         if (window := data_window(trainer)) is not None:  # fail before training, not at the first validation
             resolve_context(self.config.context, pl_module, window, type(self).__name__)
 
-    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
-                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self.active and trainer.is_global_zero:
-            self.clips.offer(batch)
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not (self.active and trainer.is_global_zero):
-            return
-        self.clips.close()
-        if trainer.sanity_checking:
-            return
-        self.validations += 1
+    def on_validation_run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.validations % self.config.every_n_val_epochs or self.clips.clips is None:
             return
         self.log_videos(trainer, pl_module, self.clips.clips)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.batch import Batch
-from datamodules.reading import Dataset, open_dataset
-from datamodules.stream import WindowSpec, WindowStream
+from datamodules.shard_set import ShardSet, open_shard_set
+from datamodules.window_stream import WindowSpec, WindowStream
 from sharding import contract
 from sharding.errors import ConfigError
-from sharding.synthetic_source import SyntheticDatasetConfig, dataset_fingerprint, shard_synthetic
+from sharding.synthetic.source import SyntheticDatasetConfig, dataset_fingerprint, shard_synthetic
 
 
 @dataclass
@@ -75,7 +75,7 @@ class ShardDataModule(L.LightningDataModule):
         super().__init__()
         self.config = config if isinstance(config, ShardDataConfig) else ShardDataConfig(**config)
         self._rank, self._world = rank, world  # explicit values win over the trainer's (tests)
-        self.dataset: Dataset | None = None
+        self.dataset: ShardSet | None = None
 
     # ---- what the models need to know ------------------------------------------------
     @property
@@ -105,7 +105,7 @@ class ShardDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is None:
-            self.dataset = open_dataset(self.dataset_path)
+            self.dataset = open_shard_set(self.dataset_path)
             self._check_against_manifest()
 
     def _check_against_manifest(self) -> None:
@@ -166,12 +166,3 @@ class ShardDataModule(L.LightningDataModule):
         batch = dict(batch)
         batch["frames"] = batch["frames"].float().div_(255.0)
         return Batch(**batch)
-
-    def describe(self) -> dict[str, Any]:
-        """Plain facts for logging: config, manifest fingerprint, sizes."""
-        return {
-            "config": asdict(self.config),
-            "manifest_fingerprint": self.manifest.fingerprint,
-            "cameras": self.camera_names,
-            "actions": self.action_names,
-        }

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import OnExceptionCheckpoint
 import torch
+from lightning.pytorch.callbacks import OnExceptionCheckpoint
 
 from sharding.errors import ConfigError
 

@@ -19,9 +19,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from datamodules.shard_datamodule import ShardDataConfig
 from sharding.errors import ConfigError
-from sharding.nuscenes_source import NuScenesSourceConfig
-from sharding.synthetic_source import SyntheticDatasetConfig
-from sharding.waymo_source import WaymoSourceConfig
+from sharding.nuscenes.source import NuScenesSourceConfig
+from sharding.synthetic.source import SyntheticDatasetConfig
+from sharding.waymo.source import WaymoSourceConfig
 
 
 @dataclass

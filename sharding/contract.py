@@ -2,7 +2,10 @@
 
 Writers (`sharding.writer`) and readers (`datamodules`) both import this module, so the
 member names, the schema version and the manifest fields are written down exactly once.
-See ../DESIGN.md "Shard contract" for the prose version.
+The README section "Data: the shard contract" is the prose version.
+
+Schema versions: 1 had no road geometry; 2 adds the optional `road.npy` member and the
+manifest's `road_lines`. Version 1 datasets still read, as datasets without road geometry.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import numpy as np
 
 from sharding.errors import ShardError
 
-# Bump when a member or manifest field changes meaning; readers refuse other versions.
-SCHEMA_VERSION = 1
+# Bump when a member or manifest field changes meaning; readers refuse versions they cannot read.
+SCHEMA_VERSION = 2  # what this lightning-wm writes
+READABLE_SCHEMA_VERSIONS = (1, 2)  # what it reads (1: no road geometry)
 MANIFEST_NAME = "manifest.json"
 SPLITS = ("train", "val")
 
@@ -28,7 +32,22 @@ EGO = "ego.npy"  # float64 [T, 4, 4] world_from_ego
 ACTION = "action.npy"  # float32 [T, A], names in the manifest
 AGENTS = "agents.npy"  # float32 [T, N, len(agent_fields)], ego frame; N may be 0
 HAZARD = "hazard.npy"  # uint8 [T]
-ARRAY_MEMBERS = (EGO, ACTION, AGENTS, HAZARD)
+ARRAY_MEMBERS = (EGO, ACTION, AGENTS, HAZARD)  # in every sample
+# Only where the source knows the road (the manifest's `road_lines` is not empty):
+# float32 [T, K, P, 2], K = len(road_lines) polylines of P points (x forward, y left; metres,
+# ego frame at that step), sampled along the road around the ego. NaN rows: lines this scene's
+# road does not have (e.g. `lane_5` on a 2-lane road). The synthetic source writes the edge lines
+# (`left_edge`, `right_edge`: the drivable area lies between them) and lane centre lines
+# `lane_0` (rightmost) ...; meta.json's info says which lanes are oncoming (`lane_directions`).
+ROAD = "road.npy"
+
+# Columns of agents.npy (the manifest's `agent_fields`): x, y, z is the box centre in the ego
+# frame (m), length/width/height in m, yaw relative to the ego (rad), speed in m/s. Padding rows
+# (an agent not present at that step) have track_id -1 and zeros elsewhere.
+AGENT_FIELDS = ("track_id", "class_id", "x", "y", "z", "length", "width", "height", "yaw", "speed")
+# class_id values; objects are static obstacles (barriers, cones, signs), which only real logs have.
+CLASS_VEHICLE, CLASS_PEDESTRIAN, CLASS_OBJECT = 0, 1, 2
+CLASS_NAMES = {CLASS_VEHICLE: "vehicle", CLASS_PEDESTRIAN: "pedestrian", CLASS_OBJECT: "object"}
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -96,6 +115,7 @@ class Manifest:
     fingerprint: str  # hash of the settings that made the data; resume refuses a mismatch
     source_config: dict[str, Any] = field(default_factory=dict)
     skipped_scenes: list[dict[str, str]] = field(default_factory=list)
+    road_lines: list[str] = field(default_factory=list)  # names of road.npy's rows; empty: no road.npy
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -131,10 +151,10 @@ class Manifest:
         if not isinstance(data, dict):
             raise ShardError(f"{where}: expected a JSON object; re-create the dataset")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if type(version) is not int or version not in READABLE_SCHEMA_VERSIONS:
             raise ShardError(
-                f"{where}: schema version {version!r}, this lightning-wm reads version "
-                f"{SCHEMA_VERSION}; re-shard the source with this version's `lwm shard`"
+                f"{where}: schema version {version!r}, this lightning-wm reads versions "
+                f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}; re-shard the source with this version's `lwm shard`"
             )
         data.pop("splits", None)
         try:

@@ -20,7 +20,7 @@ from sharding.partition import parse_part_name
 
 # Manifest fields every part must agree on (shards and skipped scenes are per part).
 _SHARED_FIELDS = ("source", "fps", "chunk_steps", "action_names", "agent_fields", "cameras",
-                  "fingerprint", "source_config", "schema_version")
+                  "fingerprint", "source_config", "road_lines", "schema_version")
 
 
 def _read_part(output: DatasetOutput, name: str) -> tuple[contract.Manifest, dict[str, Any]]:

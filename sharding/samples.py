@@ -27,6 +27,8 @@ class SceneArrays:
     actions:        float32 [T, A]
     agents:         float32 [T, N, F] in the ego frame (N may be 0)
     hazard:         uint8 [T]
+    road:           float32 [T, K, P, 2] road polylines in the ego frame, or None where the
+                    source does not know the road (contract.ROAD; K = the manifest's road_lines)
     """
 
     scene_id: str
@@ -37,16 +39,19 @@ class SceneArrays:
     agents: np.ndarray
     hazard: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    road: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         steps = self.images.shape[0]
-        for name in ("timestamps_us", "world_from_ego", "actions", "agents", "hazard"):
-            length = getattr(self, name).shape[0]
-            if length != steps:
-                raise ShardError(f"scene {self.scene_id}: {name} has {length} steps, images have {steps}")
+        for name in ("timestamps_us", "world_from_ego", "actions", "agents", "hazard", "road"):
+            array = getattr(self, name)
+            if array is not None and array.shape[0] != steps:
+                raise ShardError(f"scene {self.scene_id}: {name} has {array.shape[0]} steps, images have {steps}")
         if self.images.dtype != np.uint8 or self.images.ndim != 5:
             raise ShardError(f"scene {self.scene_id}: images must be uint8 [T, V, H, W, 3], got "
                              f"{self.images.dtype} {list(self.images.shape)}")
+        if self.road is not None and (self.road.ndim != 4 or self.road.shape[-1] != 2):
+            raise ShardError(f"scene {self.scene_id}: road must be [T, K, P, 2], got {list(self.road.shape)}")
 
 
 def encode_scene(
@@ -93,5 +98,7 @@ def encode_scene(
         sample[contract.ACTION] = contract.encode_npy(scene.actions[steps].astype(np.float32))
         sample[contract.AGENTS] = contract.encode_npy(scene.agents[steps].astype(np.float32))
         sample[contract.HAZARD] = contract.encode_npy(scene.hazard[steps].astype(np.uint8))
+        if scene.road is not None:
+            sample[contract.ROAD] = contract.encode_npy(scene.road[steps].astype(np.float32))
         samples.append(sample)
     return samples

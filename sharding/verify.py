@@ -2,7 +2,7 @@
 
 Every problem is reported as one line naming the shard (and sample) and the fix; the
 checks are: manifest schema, each shard's presence, size, sha256, sample count, and each
-sample's members and array shapes.
+sample's members and array shapes (road.npy exactly where the manifest names road lines).
 """
 
 from __future__ import annotations
@@ -49,13 +49,16 @@ def _check_sample(key: str, members: dict[str, bytes], manifest: contract.Manife
     steps = manifest.chunk_steps
     expected = {contract.META, *contract.ARRAY_MEMBERS}
     expected |= {contract.image_member(c, t) for c in manifest.camera_names for t in range(steps)}
+    if manifest.road_lines:
+        expected.add(contract.ROAD)
     missing = sorted(expected - members.keys())
     if missing:
         return [f"sample {key}: missing {len(missing)} member(s), e.g. {missing[0]}"]
     problems = []
     meta = json.loads(members[contract.META])
-    if meta.get("schema_version") != contract.SCHEMA_VERSION:
-        problems.append(f"sample {key}: meta.json schema_version {meta.get('schema_version')!r}")
+    if meta.get("schema_version") != manifest.schema_version:
+        problems.append(f"sample {key}: meta.json schema_version {meta.get('schema_version')!r}, "
+                        f"the manifest's is {manifest.schema_version}")
     shapes = {
         contract.EGO: (steps, 4, 4),
         contract.ACTION: (steps, len(manifest.action_names)),
@@ -71,7 +74,24 @@ def _check_sample(key: str, members: dict[str, bytes], manifest: contract.Manife
                         f"[{steps}, N, {len(manifest.agent_fields)}]")
     elif not np.isfinite(agents).all():
         problems.append(f"sample {key}: agents.npy holds NaN or inf")
+    problems.extend(_check_road(key, members, manifest))
     return problems
+
+
+def _check_road(key: str, members: dict[str, bytes], manifest: contract.Manifest) -> list[str]:
+    """road.npy: float32 [T, len(road_lines), P, 2] where the manifest names road lines, else absent."""
+    if not manifest.road_lines:
+        if contract.ROAD in members:
+            return [f"sample {key}: has {contract.ROAD} but the manifest names no road_lines"]
+        return []
+    road = contract.decode_npy(members[contract.ROAD], f"sample {key} {contract.ROAD}")
+    lines = len(manifest.road_lines)
+    if road.ndim != 4 or road.shape[:2] != (manifest.chunk_steps, lines) or road.shape[3] != 2:
+        return [f"sample {key}: {contract.ROAD} has shape {list(road.shape)}, expected "
+                f"[{manifest.chunk_steps}, {lines}, P, 2]"]
+    if road.dtype != np.float32:
+        return [f"sample {key}: {contract.ROAD} is {road.dtype}, expected float32"]
+    return []
 
 
 def verify_dataset(root: Path) -> list[str]:

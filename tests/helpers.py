@@ -34,8 +34,11 @@ def forward_camera(size: int = 32, name: str = "front") -> contract.CameraInfo:
                                FORWARD)
 
 
-def make_scene(index: int, steps: int, size: int, views: int = len(CAMERAS)) -> SceneArrays:
-    """Scene `index`: frame pixel (0, 0) holds [index, step, camera]; the ego drives along x."""
+def make_scene(index: int, steps: int, size: int, views: int = len(CAMERAS), road_lines: int = 0) -> SceneArrays:
+    """Scene `index`: frame pixel (0, 0) holds [index, step, camera]; the ego drives along x.
+
+    With `road_lines` K > 0 it has road.npy rows too: K straight lines y = 2 k - 3 (ego frame), 5 points each.
+    """
     images = np.full((steps, views, size, size, 3), 128, np.uint8)
     for t in range(steps):
         for v in range(views):
@@ -45,6 +48,8 @@ def make_scene(index: int, steps: int, size: int, views: int = len(CAMERAS)) -> 
     actions = np.zeros((steps, len(ACTIONS)), np.float32)
     actions[:, 0] = 10.0 + index
     actions[:, 1] = np.arange(steps) * 0.01
+    x, y = np.meshgrid(np.linspace(-10.0, 30.0, 5), 2.0 * np.arange(road_lines) - 3.0)  # [K, 5] each
+    road = np.stack([x, y], axis=-1)  # [K, 5, 2]
     return SceneArrays(
         scene_id=f"scene-{index:03d}",
         images=images,
@@ -53,11 +58,13 @@ def make_scene(index: int, steps: int, size: int, views: int = len(CAMERAS)) -> 
         actions=actions,
         agents=np.zeros((steps, 0, 3), np.float32),
         hazard=(np.arange(steps) % 7 == 0).astype(np.uint8),
+        road=np.broadcast_to(road, (steps, *road.shape)).astype(np.float32) if road_lines else None,
     )
 
 
-def _encode(task: SceneTask, steps: int, size: int, chunk_steps: int, cameras: list[str]) -> list[dict]:
-    scene = make_scene(task.handle, steps, size, len(cameras))
+def _encode(task: SceneTask, steps: int, size: int, chunk_steps: int, cameras: list[str],
+            road_lines: int = 0) -> list[dict]:
+    scene = make_scene(task.handle, steps, size, len(cameras), road_lines)
     return encode_scene(scene, source="test", split=task.split, cameras=camera_infos(size, cameras),
                         chunk_steps=chunk_steps, jpeg_quality=95)
 
@@ -72,12 +79,19 @@ def make_dataset(
     size: int = 16,
     workers: int = 1,
     cameras: list[str] = CAMERAS,
+    road_lines: list[str] | None = None,
 ) -> contract.Manifest:
-    """Write a dataset of hand-made scenes with the real writer; scene i is seeded by i."""
+    """Write a dataset of hand-made scenes with the real writer; scene i is seeded by i.
+
+    `road_lines` names road.npy's rows (none: no road geometry, as a real-log source without maps)."""
+    road_lines = list(road_lines or [])
     tasks = [SceneTask(f"scene-{i:03d}", "train" if i < train_scenes else "val", i)
              for i in range(train_scenes + val_scenes)]
     fields = dict(source="test", fps=10.0, chunk_steps=chunk_steps, action_names=ACTIONS,
                   agent_fields=["a", "b", "c"], cameras=camera_infos(size, cameras),
-                  fingerprint=f"test-{train_scenes}-{val_scenes}-{steps}-{chunk_steps}-{scenes_per_shard}-{size}")
-    encode = functools.partial(_encode, steps=steps, size=size, chunk_steps=chunk_steps, cameras=cameras)
+                  road_lines=road_lines,
+                  fingerprint=f"test-{train_scenes}-{val_scenes}-{steps}-{chunk_steps}-{scenes_per_shard}-{size}"
+                  + (f"-road{len(road_lines)}" if road_lines else ""))
+    encode = functools.partial(_encode, steps=steps, size=size, chunk_steps=chunk_steps, cameras=cameras,
+                               road_lines=len(road_lines))
     return write_dataset(out, plan_shards(tasks, scenes_per_shard), encode, fields, workers=workers, progress=False)

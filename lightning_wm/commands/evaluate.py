@@ -2,7 +2,7 @@
 
 Loads the world model (and the IDM), checks every input against the data before any rollout
 (ego-motion head, the IDM's rig and fps, context length, window vs clip length), runs
-`evaluation.rollouts.Evaluator` over the split, writes metrics.json + summary.md, and logs an
+`evaluation.evaluator.Evaluator` over the split, writes metrics.json + summary.md, and logs an
 MLflow run tagged with the training run of the checkpoint.
 """
 
@@ -22,16 +22,16 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from datamodules.reading import open_dataset
 from datamodules.shard_datamodule import ShardDataModule
+from datamodules.shard_set import open_shard_set
 from lightning_wm import tracking
 from lightning_wm.config import compose_config, to_object, to_plain
 from lightning_wm.evaluation.config import EvaluateConfig
-from lightning_wm.evaluation.loading import load_idm, load_world_model, resolve_world_model, training_run
-from lightning_wm.evaluation.metrics import horizon_steps
+from lightning_wm.evaluation.evaluator import Evaluator, RolloutSettings, check_inputs
 from lightning_wm.evaluation.report import flat_metrics, metrics_json, summary_markdown, write_outputs
-from lightning_wm.evaluation.rollouts import Evaluator, RolloutSettings, check_inputs
-from lightning_wm.models.idm import rig_mismatch
+from lightning_wm.metrics.trajectory import horizon_steps
+from lightning_wm.models.cameras import rig_mismatch
+from lightning_wm.models.loading import load_idm, load_world_model, resolve_world_model, training_run
 from lightning_wm.models.registry import FAMILIES
 from sharding.errors import ConfigError
 
@@ -93,12 +93,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
                           f"{camera.name!r} of {where} has {[camera.height, camera.width]}; evaluate on data of its size")
     idm_view = 0  # the view the IDM reads, among the evaluated cameras
     if idm is not None:
-        if family.single_view or idm.rig["camera"] not in data.camera_names:
+        if family.single_view or idm.camera["name"] not in data.camera_names:
             camera = manifest.cameras[manifest.camera_names.index(data.camera_names[0])]
         else:
-            idm_view = data.camera_names.index(idm.rig["camera"])
-            camera = manifest.cameras[manifest.camera_names.index(idm.rig["camera"])]
-        if why := rig_mismatch(idm.rig, idm.fps, camera, manifest.fps):
+            idm_view = data.camera_names.index(idm.camera["name"])
+            camera = manifest.cameras[manifest.camera_names.index(idm.camera["name"])]
+        if why := rig_mismatch(idm.camera, idm.fps, camera, manifest.fps):
             raise ConfigError(f"idm_ckpt={cfg.idm_ckpt}: refused, {why}; train an IDM on this data "
                               f"(`lwm fit model=idm data.path=...`)")
 
@@ -139,7 +139,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def _open(data: ShardDataModule):
     """The manifest, read before the window size is known (setup() would refuse a long window
     with a data-loader message; check_inputs says it in evaluation terms first)."""
-    return open_dataset(data.dataset_path).manifest
+    return open_shard_set(data.dataset_path).manifest
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from datamodules.shard_datamodule import ShardDataModule
 from lightning_wm import checkpoints, tracking
 from lightning_wm.config import compose_config, to_object, to_plain
+from lightning_wm.models.cameras import rig_from_manifest
 from lightning_wm.models.registry import ModelFamily, family_of
 from lightning_wm.run_config import FitConfig
 from sharding.errors import ConfigError
@@ -126,9 +127,9 @@ def run_fit(args: argparse.Namespace) -> int:
 
     data = build_datamodule(fit, family)
     first = data.manifest.cameras[data.manifest.camera_names.index(data.camera_names[0])]
-    extra = family.manifest_args(data.manifest, data.camera_names) if family.manifest_args else {}
+    cameras = rig_from_manifest(data.manifest, data.camera_names, getattr(family.module_class, "min_views", 1))
     model = family.module_class(fit.model, action_names=data.action_names, image_size=(first.height, first.width),
-                                **extra)
+                                **cameras)
 
     run_name, run_id = run_name_and_id(fit, family.name, checkpoint, data)
     os.environ[RUN_NAME_ENV] = run_name

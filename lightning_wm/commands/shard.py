@@ -14,9 +14,9 @@ from lightning_wm.config import Overrides, ShardCommandConfig, compose_config, t
 from sharding import contract
 from sharding.errors import ConfigError, ShardError
 from sharding.merge import merge_parts
-from sharding.nuscenes_source import shard_nuscenes
+from sharding.nuscenes.source import shard_nuscenes
 from sharding.partition import Partition
-from sharding.synthetic_source import shard_synthetic
+from sharding.synthetic.source import shard_synthetic
 from sharding.verify import verify_dataset
 
 
@@ -182,7 +182,7 @@ def run_nuscenes(args: argparse.Namespace) -> int:
 
 
 def run_waymo(args: argparse.Namespace) -> int:
-    from sharding.waymo_source import shard_waymo
+    from sharding.waymo.source import shard_waymo
 
     def as_list(text: str | None) -> str | None:
         return f"[{','.join(x.strip() for x in text.split(','))}]" if text else None

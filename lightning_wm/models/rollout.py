@@ -1,8 +1,11 @@
-"""The rollout interface every model family exposes; callbacks and commands use only this.
+"""The rollout interface every world model exposes, and what a rollout implies; callbacks,
+commands and simulators use only this.
 
 Frames are float in [0, 1], `[B, T, V, 3, H, W]`. The state is opaque and model-specific
-(`RSSMState` for the single-camera model); states returned by `imagine` have a time axis.
-Action timing follows the batch contract: `actions[:, t]` is the motion from step t to t+1.
+(`SingleCamState`, `MultiCamState`: the latent plus the reference frames the decoder warps);
+states returned by `imagine` have a time axis. Action timing follows the batch contract:
+`actions[:, t]` is the motion from step t to t+1. `ImpliedMotion` is the one way the ego motion a
+rollout implies is read (by ADE/FDE, the robustness sweep and the simulators).
 """
 
 from __future__ import annotations
@@ -77,3 +80,35 @@ def open_loop(model: RolloutModel, frames: torch.Tensor, actions: torch.Tensor, 
     state = model.observe(frames[:, :context], actions[:, :context], generator=generator)
     states = model.imagine(state, future_actions, generator=generator)
     return model.decode(states), states
+
+
+class ImpliedMotion:
+    """The ego motion a rollout implies, [B, H, 3] = [dx m, dy m, dyaw rad] into each imagined step.
+
+    source `ego_head`: the world model's ego-motion head on the imagined states (the dynamics'
+    own belief); source `idm`: an inverse-dynamics model (frozen) reading the decoded video of
+    camera `view` after the last `idm.frames - 1` observed frames (what the video shows).
+    `geometry.integrate` turns either into a trajectory.
+    """
+
+    def __init__(self, idm: Any = None, view: int = 0) -> None:
+        self.idm, self.view = idm, view
+
+    @property
+    def source(self) -> str:
+        return "ego_head" if self.idm is None else "idm"
+
+    def __call__(self, model: RolloutModel, states: Any, context_frames: torch.Tensor,
+                 video: torch.Tensor | None = None) -> torch.Tensor:
+        """states [B, H]; context_frames [B, C, V, 3, h, w] (the observed frames); video: the decoded
+        states [B, H, V, 3, h, w] when the caller has them already (decoded here otherwise)."""
+        if self.idm is None:
+            return model.ego_motion(states)
+        video = model.decode(states) if video is None else video
+        keep = self.idm.frames - 1
+        return self.idm_estimate(torch.cat([context_frames[:, context_frames.shape[1] - keep :], video], dim=1))
+
+    def idm_estimate(self, frames: torch.Tensor) -> torch.Tensor:
+        """The IDM on its camera's view: frames [B, T, V, 3, h, w] -> motion [B, T-K+1, 3]."""
+        self.idm.to(frames.device)  # an IDM loaded before the world model reached its device
+        return self.idm.estimate(frames[:, :, self.view : self.view + 1])

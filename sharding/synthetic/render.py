@@ -11,7 +11,16 @@ from __future__ import annotations
 import numpy as np
 
 from sharding.synthetic.boxes import (
-    BUILDING, FACE_TOP, FACE_X, FACE_Y, FOLIAGE, PEDESTRIAN, VEHICLE, BoxSet, Hits, cast_rays,
+    BUILDING,
+    FACE_TOP,
+    FACE_X,
+    FACE_Y,
+    FOLIAGE,
+    PEDESTRIAN,
+    VEHICLE,
+    BoxSet,
+    Hits,
+    cast_rays,
 )
 from sharding.synthetic.camera import RigConfig
 from sharding.synthetic.ground import GroundStyle, shade_ground

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+MAX_LANES = 6  # most lanes of a road, both directions (WorldConfig.lanes_max; road.npy has a row for each)
 SAMPLE_SPACING_M = 0.5  # centreline table resolution; the linear correction keeps errors < 1 mm
 _FRENET_ITERATIONS = 3  # from the tangent guess, enough for cm accuracy within 250 m on 125 m bends
 

@@ -11,9 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from sharding.contract import AGENT_FIELDS
+from sharding.safety import hazard_labels
 from sharding.synthetic.camera import RigConfig
 from sharding.synthetic.driver import ScriptedDriver
-from sharding.synthetic.world import AGENT_FIELDS, SyntheticWorld, WorldConfig
+from sharding.synthetic.road_lines import ROAD_LINES, ROAD_POINTS
+from sharding.synthetic.world import SyntheticWorld, WorldConfig
 
 ACTION_NAMES = ("speed", "yaw_rate", "steer", "throttle", "brake")
 _EPOCH_US = 1_600_000_000_000_000  # 2020-09-13: timestamps look like real logs
@@ -33,6 +36,8 @@ class SceneRecord:
                     track_id -1 and zeros elsewhere
     hazard:         uint8 [T], 1 if a collision or near-collision happens within the horizon
     collision:      uint8 [T], 1 where the ego's body overlaps an agent
+    road:           float32 [T, len(ROAD_LINES), ROAD_POINTS, 2] edge and lane centre lines in the
+                    ego frame at each step (road_lines.py); NaN rows for lanes the road lacks
     info:           plain-JSON scene summary (road, weather, driver behaviour, events)
     """
 
@@ -43,6 +48,7 @@ class SceneRecord:
     agents: np.ndarray
     hazard: np.ndarray
     collision: np.ndarray
+    road: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -55,13 +61,6 @@ def realised_motion(world_from_ego: np.ndarray, dt: float) -> tuple[np.ndarray, 
     return step / dt, turn / dt
 
 
-def hazard_labels(events: np.ndarray, horizon_steps: int) -> np.ndarray:
-    """uint8 [T]: 1 where any of events[t : t + horizon_steps + 1] (bool [T]) is set."""
-    padded = np.concatenate([events.astype(np.uint8), np.zeros(horizon_steps, np.uint8)])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, horizon_steps + 1)
-    return windows.max(axis=1).astype(np.uint8)
-
-
 def simulate_scene(seed: int, world: WorldConfig, rig: RigConfig) -> SceneRecord:
     """Drive the scripted driver through the scene of `seed` and record every step."""
     sim = SyntheticWorld(world, rig, seed)
@@ -70,10 +69,12 @@ def simulate_scene(seed: int, world: WorldConfig, rig: RigConfig) -> SceneRecord
     images = np.empty((steps, rig.num_views, rig.height, rig.width, 3), np.uint8)
     poses = np.empty((steps, 4, 4))
     controls = np.zeros((steps, 3), np.float32)
+    road = np.empty((steps, len(ROAD_LINES), ROAD_POINTS, 2), np.float32)
     boxes, collision, danger = [], np.zeros(steps, bool), np.zeros(steps, bool)
     for t in range(steps):
         images[t] = sim.render()
         poses[t] = sim.ego_pose()
+        road[t] = sim.road_polylines()
         boxes.append(sim.agent_boxes())
         collision[t] = sim.collided()
         danger[t] = sim.near_collision()
@@ -95,4 +96,4 @@ def simulate_scene(seed: int, world: WorldConfig, rig: RigConfig) -> SceneRecord
             "collision_steps": int(collision.sum()), "mean_speed": round(float(speed.mean()), 3),
             "distance_m": round(float(speed.sum() * sim.dt), 2)}
     return SceneRecord(images, timestamps.astype(np.int64), poses, actions.astype(np.float32), agents, hazard,
-                       collision.astype(np.uint8), info)
+                       collision.astype(np.uint8), road, info)

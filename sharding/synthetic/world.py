@@ -12,20 +12,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sharding.contract import CLASS_PEDESTRIAN, CLASS_VEHICLE
 from sharding.errors import ConfigError
+from sharding.safety import rectangle_corners, rectangle_distance, rectangles_overlap
 from sharding.synthetic.boxes import BoxSet
 from sharding.synthetic.camera import RigConfig
-from sharding.synthetic.collision import rectangle_corners, rectangle_distance, rectangles_overlap
 from sharding.synthetic.ground import GroundStyle
 from sharding.synthetic.render import Renderer
-from sharding.synthetic.road import LaneLayout, Road
+from sharding.synthetic.road import MAX_LANES, LaneLayout, Road
+from sharding.synthetic.road_lines import road_polylines
 from sharding.synthetic.scenery import roadside_boxes
 from sharding.synthetic.traffic import Obstacles, Pedestrians, Vehicles
 from sharding.synthetic.vehicle import EgoVehicle
 from sharding.synthetic.weather import LIGHTINGS, WEATHERS, Atmosphere
 
-AGENT_FIELDS = ("track_id", "class_id", "x", "y", "z", "length", "width", "height", "yaw", "speed")
-CLASS_VEHICLE, CLASS_PEDESTRIAN = 0, 1
 START_S_M = 60.0  # where the ego starts along the road (room behind it for traffic)
 
 
@@ -55,8 +55,9 @@ class WorldConfig:
         checks = {
             "fps": (self.fps > 0, "a positive rate in Hz"),
             "steps": (self.steps >= 2, "at least 2 frames"),
-            "lanes_min": (1 <= self.lanes_min <= 6, "between 1 and 6"),
-            "lanes_max": (self.lanes_min <= self.lanes_max <= 6, f"between lanes_min={self.lanes_min} and 6"),
+            "lanes_min": (1 <= self.lanes_min <= MAX_LANES, f"between 1 and {MAX_LANES}"),
+            "lanes_max": (self.lanes_min <= self.lanes_max <= MAX_LANES,
+                          f"between lanes_min={self.lanes_min} and {MAX_LANES}"),
             "lane_width_m": (2.0 <= self.lane_width_m <= 6.0, "between 2 and 6 metres"),
             "max_curvature": (0.0 <= self.max_curvature <= 0.05, "in [0, 0.05] 1/m (0: straight roads)"),
             "max_vehicles": (self.max_vehicles >= 0, ">= 0"),
@@ -227,6 +228,11 @@ class SyntheticWorld:
         """float64 [4, 4] world_from_ego."""
         return self.ego.pose()
 
+    def road_polylines(self) -> np.ndarray:
+        """float32 [len(ROAD_LINES), ROAD_POINTS, 2]: edge and lane centre lines in the current ego
+        frame, 20 m behind to 60 m ahead of the ego along the road (see road_lines.py)."""
+        return road_polylines(self.road, self._ego_sd[0], self.ego_pose())
+
     def render(self) -> np.ndarray:
         """uint8 [V, H, W, 3] RGB, one image per camera of the rig."""
         agents = BoxSet.concat([self.vehicles.boxes(self.road), self.pedestrians.boxes(self.road)])
@@ -319,6 +325,8 @@ class SyntheticWorld:
         return {
             "lanes": layout.lanes,
             "oncoming_lanes": layout.oncoming,
+            # from lane 0 (rightmost): +1 forward (the way the ego drives), -1 oncoming
+            "lane_directions": layout.lane_direction(np.arange(layout.lanes)).tolist(),
             "urban": self.urban,
             "lighting": self.atmosphere.lighting,
             "weather": self.atmosphere.weather,

@@ -15,11 +15,18 @@ from PIL import Image
 
 from callbacks.fixed_clips import Clips
 from callbacks.perturbations import Perturbation, build_settings, check_actions, future_actions, perturbed_actions
-from callbacks.robustness_sweep import (ImpliedMotion, RobustnessSweepCallback, RobustnessSweepConfig, load_idm, score,
-                                        sweep)
+from callbacks.robustness_sweep import (
+    ImpliedMotion,
+    RobustnessSweepCallback,
+    RobustnessSweepConfig,
+    load_idm,
+    score,
+    sweep,
+)
 from datamodules.shard_datamodule import ShardDataConfig, ShardDataModule
-from lightning_wm.models.idm import InverseDynamicsModel, camera_rig
-from lightning_wm.models.single_cam import SingleCamWorldModel
+from lightning_wm.models.cameras import camera_dict
+from lightning_wm.models.idm.module import InverseDynamicsModel
+from lightning_wm.models.single_cam.module import SingleCamWorldModel
 from sharding.errors import ConfigError
 from tests.callbacks.tiny_fit import CONTEXT, SIZE, WINDOW, client_and_run, fit, make_tiny_dataset, workdir_at
 
@@ -141,13 +148,13 @@ def test_hazards_count_only_where_the_reference_had_none(model_and_clips):
 
 def tiny_idm(rig: dict, fps: float) -> InverseDynamicsModel:
     torch.manual_seed(2)
-    return InverseDynamicsModel({"size": "tiny", "frames": 3}, NAMES, (SIZE, SIZE), rig, fps).eval()
+    return InverseDynamicsModel({"size": "tiny", "frames": 3}, NAMES, (SIZE, SIZE), [rig], fps).eval()
 
 
 def test_with_an_idm_the_decoded_video_implies_the_trajectory(model_and_clips):
     from tests.helpers import camera_infos
 
-    idm = tiny_idm(camera_rig(camera_infos(SIZE)[0]), 10.0)
+    idm = tiny_idm(camera_dict(camera_infos(SIZE)[0]), 10.0)
     read = run(model_and_clips, idm=idm, threshold_m=0.0)
     head = run(model_and_clips, threshold_m=0.0)
     assert read["unperturbed"]["success_rate"] == 1.0 and read["latent_eps_0"]["max_final_deviation_m"] == 0.0
@@ -160,7 +167,7 @@ def test_an_idm_of_another_frame_rate_is_refused(tmp_path):
     data = ShardDataModule(ShardDataConfig(path=str(dataset), cameras=["front"], window=WINDOW, num_workers=0))
     data.prepare_data()
     data.setup()
-    rig = camera_rig(data.manifest.cameras[0])
+    rig = camera_dict(data.manifest.cameras[0])
     for fps in (10.0, 5.0):
         idm = tiny_idm(rig, fps)
         torch.save({"hyper_parameters": dict(idm.hparams), "state_dict": idm.state_dict()},
@@ -204,7 +211,7 @@ def test_logged_table_has_a_rate_in_0_1_per_setting_and_1_unperturbed(logged):
     local = logged.local
     table = json.loads((local / "sweep_step000003.json").read_text())
     assert table["step"] == 3 and table["clips"] == 2 and table["context"] == CONTEXT
-    assert table["horizon"] == WINDOW - CONTEXT and table["trajectory_source"] == "ego_motion_head"
+    assert table["horizon"] == WINDOW - CONTEXT and table["trajectory_source"] == "ego_head"
     rows = {r["setting"]: r for r in table["settings"]}
     assert list(rows) == SETTINGS
     for row in rows.values():

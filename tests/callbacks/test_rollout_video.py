@@ -12,8 +12,18 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from callbacks.rollout_video import (GAP, GAP_VALUE, HEADER, IMAGINED_RGB, OBSERVED_RGB, TIMELINE, RolloutVideoCallback,
-                                     compose_grid, rollout_frames, tile_origin)
+from callbacks.rollout_video import (
+    GAP,
+    GAP_VALUE,
+    HEADER,
+    IMAGINED_RGB,
+    OBSERVED_RGB,
+    TIMELINE,
+    RolloutVideoCallback,
+    compose_grid,
+    rollout_frames,
+    tile_origin,
+)
 from callbacks.video_io import VideoLimits, bounded_gif, write_bounded_mp4, write_mp4
 from lightning_wm.cli import main
 from sharding.errors import ConfigError

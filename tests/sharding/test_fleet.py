@@ -12,7 +12,7 @@ import shutil
 import fsspec
 import pytest
 
-from datamodules.reading import iter_samples, open_dataset
+from datamodules.shard_set import iter_samples, open_shard_set
 from lightning_wm.cli import main
 from sharding import contract
 from sharding.errors import ShardError, SourceError
@@ -78,7 +78,7 @@ def test_two_partitions_merged_equal_the_single_run_byte_for_byte(fleet, tmp_pat
     assert (parts / contract.MANIFEST_NAME).read_bytes() == (single / contract.MANIFEST_NAME).read_bytes()
     assert verify_dataset(parts) == []
     assert main(["shard", "verify", str(parts)]) == 0
-    dataset = open_dataset(str(parts))  # the datamodule's reader
+    dataset = open_shard_set(str(parts))  # the datamodule's reader
     shard = dataset.manifest.shards[0]
     keys = [s["__key__"] for s in iter_samples(dataset.urls[shard.name], shard.samples)]
     assert keys == ["scene-000-000", "scene-000-001", "scene-001-000", "scene-001-001"]
@@ -180,7 +180,7 @@ def test_memory_url_output_round_trip_and_resume(fleet):
         for shard in manifest.shards:
             assert fs.cat_file(f"/lwm-fleet-test/ds/{shard.name}") == (fleet / "single" / shard.name).read_bytes()
         assert not fs.exists(f"/lwm-fleet-test/ds/{PROGRESS_NAME}")
-        dataset = open_dataset(url)  # the datamodule reads it back from memory://
+        dataset = open_shard_set(url)  # the datamodule reads it back from memory://
         assert dataset.manifest.fingerprint == "fleet-v1"
         val = dataset.manifest.split_shards("val")[0]
         assert len(list(iter_samples(dataset.urls[val.name], val.samples))) == 4
