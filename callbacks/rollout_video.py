@@ -30,7 +30,7 @@ from callbacks.fixed_clips import (
     mlflow_logger,
     resolve_context,
 )
-from callbacks.video_io import VideoLimits, write_video_pair
+from lightning_wm.video_io import VideoLimits, write_video_pair
 from lightning_wm.models.rollout import open_loop
 from sharding.errors import ConfigError
 

@@ -6,7 +6,7 @@ collates uint8 frames (4x less to move between processes); the datamodule's
 model always sees float frames.
 """
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import torch
 
@@ -24,6 +24,11 @@ class Batch(TypedDict):
     intrinsics:      float32 [B, V, 3, 3]; pixel intrinsics at the stored resolution
     ego_from_camera: float32 [B, V, 4, 4]; OpenCV camera frame (x right, y down, z forward)
     timestamps:      int64   [B, T]; microseconds
+    bev:             uint8   [B, T, 3, h, w]; only when the datamodule was given a BEV grid: occupancy
+                     of vehicles, pedestrians and the drivable area in each step's ego frame
+                     (`datamodules.bev`; all zeros in a channel the data does not label)
+    bev_known:       bool    [B, 3]; which of those channels the data labels (no road geometry:
+                     the drivable channel is not known)
     """
 
     frames: torch.Tensor
@@ -33,6 +38,8 @@ class Batch(TypedDict):
     intrinsics: torch.Tensor
     ego_from_camera: torch.Tensor
     timestamps: torch.Tensor
+    bev: NotRequired[torch.Tensor]
+    bev_known: NotRequired[torch.Tensor]
 
 
 def make_random_batch(

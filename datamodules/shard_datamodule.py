@@ -18,8 +18,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.batch import Batch
+from datamodules.bev import BevGrid
 from datamodules.shard_set import ShardSet, open_shard_set
 from datamodules.window_stream import WindowSpec, WindowStream
+from datamodules.windows import BevTarget
 from sharding import contract
 from sharding.errors import ConfigError
 from sharding.synthetic.source import SyntheticDatasetConfig, dataset_fingerprint, shard_synthetic
@@ -71,10 +73,14 @@ class _EpochLoader(DataLoader):
 class ShardDataModule(L.LightningDataModule):
     """Batches of `datamodules.batch.Batch`; call `setup()` before reading `manifest`."""
 
-    def __init__(self, config: ShardDataConfig | dict, rank: int | None = None, world: int | None = None) -> None:
+    def __init__(self, config: ShardDataConfig | dict, rank: int | None = None, world: int | None = None,
+                 bev_grid: BevGrid | None = None) -> None:
+        """bev_grid: also yield `bev` [B, T, 3, h, w] uint8 and `bev_known` [B, 3] bool, the BEV of every
+        step on this grid (`datamodules.bev`); a world model passes its BEV head's grid."""
         super().__init__()
         self.config = config if isinstance(config, ShardDataConfig) else ShardDataConfig(**config)
         self._rank, self._world = rank, world  # explicit values win over the trainer's (tests)
+        self.bev_grid = bev_grid
         self.dataset: ShardSet | None = None
 
     # ---- what the models need to know ------------------------------------------------
@@ -138,6 +144,8 @@ class ShardDataModule(L.LightningDataModule):
             steps=cfg.window,
             cameras=tuple(self.camera_names),
             action_index=tuple(self.manifest.action_names.index(a) for a in cfg.actions),
+            bev=None if self.bev_grid is None else BevTarget(self.bev_grid, tuple(self.manifest.agent_fields),
+                                                             tuple(self.manifest.road_lines)),
         )
         return WindowStream(
             self.dataset, split, spec, cfg.batch_size, cfg.num_workers, rank=rank, world=world, seed=cfg.seed,

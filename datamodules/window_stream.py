@@ -19,7 +19,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from datamodules import splitting
 from datamodules.shard_set import ShardSet, iter_samples
-from datamodules.windows import collate, decode_window
+from datamodules.windows import BevTarget, collate, decode_window
 from sharding.errors import ShardError
 
 
@@ -28,6 +28,7 @@ class WindowSpec:
     steps: int  # T, steps per window
     cameras: tuple[str, ...]
     action_index: tuple[int, ...]  # columns of action.npy to keep, in order
+    bev: BevTarget | None = None  # rasterise each window's BEV (the world models' BEV head target); None: no bev
 
 
 class WindowStream(IterableDataset):
@@ -94,7 +95,8 @@ class WindowStream(IterableDataset):
             yield collate(batch)
 
     def _decode(self, sample: dict, start: int) -> dict[str, np.ndarray]:
-        return decode_window(sample, start, self.spec.steps, list(self.spec.cameras), list(self.spec.action_index))
+        return decode_window(sample, start, self.spec.steps, list(self.spec.cameras), list(self.spec.action_index),
+                             self.spec.bev)
 
     # ---- train: shuffled, random window starts, exactly this worker's quota ------------
     def _train_windows(self, reader: splitting.Reader, epoch: int) -> Iterator[dict[str, np.ndarray]]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from datamodules.bev import BevGrid, rasterize
 from sharding import contract
 from sharding.errors import ShardError
 
@@ -33,13 +35,14 @@ def decode_jpeg(data: bytes) -> np.ndarray:
 
 
 def decode_window(
-    sample: dict, start: int, steps: int, cameras: list[str], action_index: list[int]
+    sample: dict, start: int, steps: int, cameras: list[str], action_index: list[int], bev: BevTarget | None = None
 ) -> dict[str, np.ndarray]:
     """One window of `steps` steps from `start` of a sample, as arrays (see datamodules.batch).
 
     frames uint8 [T, V, 3, H, W]; actions float32 [T, A]; ego float32 [T, 4, 4] relative to the
     window's first step; hazard float32 [T]; intrinsics [V, 3, 3]; ego_from_camera [V, 4, 4];
-    timestamps int64 [T].
+    timestamps int64 [T]; with `bev`, also bev uint8 [T, 3, h, w] and bev_known bool [3]
+    (`datamodules.bev.rasterize` of agents.npy and road.npy).
     """
     key = f"{sample.get('__url__')} sample {sample['__key__']}"
     try:
@@ -55,7 +58,8 @@ def decode_window(
     first_from_world = np.linalg.inv(world_from_ego[0])
     actions = contract.decode_npy(sample[contract.ACTION], key)[start : start + steps]
     hazard = contract.decode_npy(sample[contract.HAZARD], key)[start : start + steps]
-    return {
+    extra = bev.window(sample, start, steps, key) if bev is not None else {}
+    return {**extra,
         "frames": np.ascontiguousarray(frames.transpose(0, 1, 4, 2, 3)),
         "actions": actions[:, action_index].astype(np.float32),
         "ego": (first_from_world @ world_from_ego).astype(np.float32),
@@ -64,6 +68,25 @@ def decode_window(
         "ego_from_camera": np.asarray(meta["ego_from_camera"], np.float32)[camera_index],
         "timestamps": np.asarray(meta["timestamps_us"][start : start + steps], np.int64),
     }
+
+
+@dataclass(frozen=True)
+class BevTarget:
+    """What `decode_window` needs to rasterise a window's BEV: the grid and the manifest's names."""
+
+    grid: BevGrid
+    agent_fields: tuple[str, ...]
+    road_lines: tuple[str, ...]
+
+    def window(self, sample: dict, start: int, steps: int, key: str) -> dict[str, np.ndarray]:
+        agents = contract.decode_npy(sample[contract.AGENTS], key)[start : start + steps]
+        road = None
+        if self.road_lines:
+            if contract.ROAD not in sample:
+                raise ShardError(f"{key}: lacks member {contract.ROAD!r} that the manifest's road_lines promise; re-shard it")
+            road = contract.decode_npy(sample[contract.ROAD], key)[start : start + steps]
+        raster, known = rasterize(self.grid, agents, list(self.agent_fields), road, list(self.road_lines))
+        return {"bev": raster, "bev_known": known}
 
 
 def collate(windows: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:

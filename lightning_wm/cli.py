@@ -13,16 +13,17 @@ from sharding.errors import LwmError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lightning_wm.commands import evaluate, fit, shard
+    from lightning_wm.commands import evaluate, fit, shard, simulate
 
     parser = argparse.ArgumentParser(
         prog="lwm",
-        description="lightning-wm: train and evaluate action-conditioned driving world models. "
+        description="lightning-wm: train, evaluate and drive policies in action-conditioned driving world models. "
         "Every command takes Hydra overrides (key=value) after its options.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fit.add_parser(commands)
     evaluate.add_parser(commands)
+    simulate.add_parser(commands)
     shard.add_parsers(commands)
     return parser
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from datamodules.shard_datamodule import ShardDataConfig
@@ -40,6 +41,7 @@ def register_configs() -> None:
     from lightning_wm.evaluation.config import EvaluateConfig
     from lightning_wm.models.registry import FAMILIES
     from lightning_wm.run_config import FitConfig, TrainerConfig
+    from lightning_wm.simulation.config import SimulateConfig
     from lightning_wm.tracking import LoggerConfig
 
     store = ConfigStore.instance()
@@ -49,6 +51,7 @@ def register_configs() -> None:
     store.store(group="source", name="waymo_schema", node=WaymoSourceConfig)
     store.store(name="fit_schema", node=FitConfig)
     store.store(name="evaluate_schema", node=EvaluateConfig)
+    store.store(name="simulate_schema", node=SimulateConfig)
     store.store(group="data", name="shard_data_schema", node=ShardDataConfig)
     store.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     store.store(group="logger", name="logger_schema", node=LoggerConfig)
@@ -76,12 +79,25 @@ def one_line(error: BaseException) -> str:
     return chain[0].strip().splitlines()[0] if chain and chain[0].strip() else type(error).__name__
 
 
-def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
-    """Compose `conf/<config_name>.yaml` with Hydra overrides; raise ConfigError on any problem."""
+def compose_config(config_name: str, overrides: list[str], free_nodes: tuple[str, ...] = ()) -> DictConfig:
+    """Compose `conf/<config_name>.yaml` with Hydra overrides; raise ConfigError on any problem.
+
+    free_nodes: nodes whose keys are a component's keyword arguments (`policy` of `lwm simulate`:
+    `policy._target_=my_module.MyPolicy policy.gain=0.5`); overrides of keys under them are set after
+    composition, so any key is accepted there and the component's constructor checks it.
+    """
     register_configs()
+
+    def free(override: str) -> bool:
+        key = override.split("=", 1)[0].lstrip("+")
+        return "=" in override and any(key.startswith(f"{node}.") and key != f"{node}._target_" for node in free_nodes)
+
     try:
         with initialize_config_module(config_module="conf", version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=list(overrides))
+            cfg = compose(config_name=config_name, overrides=[o for o in overrides if not free(o)])
+        for parsed in OverridesParser.create().parse_overrides([o.lstrip("+") for o in overrides if free(o)]):
+            with open_dict(cfg):
+                OmegaConf.update(cfg, parsed.key_or_group, parsed.value(), force_add=True)
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(one_line(error)) from error
     return cfg

@@ -40,10 +40,26 @@ def test_shard_config_composes_with_flags_as_overrides():
 @pytest.mark.parametrize("override, message", [
     ("trainer.max_stepz=3", "unknown config key 'trainer.max_stepz'"),
     ("data.batch_size=many", "data.batch_size='many' is not a valid"),
-    ("model=nope", "no config 'model/nope'; choices for model: idm, multicam, single_cam"),
+    ("model=nope", "no config 'model/nope'; choices for model: idm, multicam, policy, single_cam"),
     ("data.shuffle_buffer=0", "data.shuffle_buffer=0 must be >= 1"),
     ("model.size=huge", "model.size='huge' is not a known size"),
 ])
 def test_mistakes_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         to_object(compose_config("fit", [override]), "fit")
+
+
+@pytest.mark.parametrize("policy", group_options("policy"))
+def test_every_policy_composes_into_the_simulate_config(policy):
+    from lightning_wm.simulation.config import SimulateConfig
+
+    simulate = to_object(compose_config("simulate", [f"policy={policy}"], free_nodes=("policy",)), "simulate")
+    assert isinstance(simulate, SimulateConfig) and simulate.policy["_target_"].startswith("lightning_wm.policies.")
+    assert simulate.episodes == 200 and simulate.horizon == 30 and simulate.scoring.l2_horizons_s == [1, 2, 3]
+
+
+def test_sim_reference_runs_the_reference_simulator():
+    from lightning_wm.simulation.config import SimulateConfig
+
+    simulate = to_object(compose_config("simulate", ["sim=reference"]), "simulate")
+    assert isinstance(simulate, SimulateConfig) and simulate.reference

@@ -28,11 +28,12 @@ from lightning_wm import tracking
 from lightning_wm.config import compose_config, to_object, to_plain
 from lightning_wm.evaluation.config import EvaluateConfig
 from lightning_wm.evaluation.evaluator import Evaluator, RolloutSettings, check_inputs
-from lightning_wm.evaluation.report import flat_metrics, metrics_json, summary_markdown, write_outputs
+from lightning_wm.evaluation.report import flat_metrics, metrics_json, summary_markdown
 from lightning_wm.metrics.trajectory import horizon_steps
 from lightning_wm.models.cameras import rig_mismatch
 from lightning_wm.models.loading import load_idm, load_world_model, resolve_world_model, training_run
 from lightning_wm.models.registry import FAMILIES
+from lightning_wm.report_folder import write_outputs
 from sharding.errors import ConfigError
 
 
@@ -77,7 +78,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if family.single_view:
         data_config.cameras = data_config.cameras or [cfg.default_camera]
     data_config.actions = list(hparams["action_names"])
-    data = ShardDataModule(data_config)
+    data = ShardDataModule(data_config, bev_grid=model.config.bev if getattr(model, "bev_head", None) else None)
     data.prepare_data()
     manifest, where = _open(data), data.dataset_path
     horizons = horizon_steps(cfg.horizons_s, manifest.fps)
@@ -123,6 +124,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "context": cfg.context, "horizon_steps": settings.horizon, "horizons": horizons,
         "steer_yaw_rate": cfg.steer_yaw_rate, "steer_rad": cfg.steer_rad,
         "implied_motion": "idm" if idm is not None else "ego_head", "seconds": round(seconds, 2),
+        "bev": getattr(model, "bev_head", None) is not None,
         "evaluation_run_name": eval_name,
     }
     summary = summary_markdown(results, info)

@@ -49,11 +49,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_datamodule(fit: FitConfig, family: ModelFamily) -> ShardDataModule:
-    """The datamodule, set up (manifest read), with the camera a single-view model needs."""
+    """The datamodule, set up (manifest read), with the camera a single-view model needs and the BEV
+    targets of a world model's BEV head."""
     data_config = fit.data
     if family.single_view and data_config.cameras is None:
         data_config.cameras = [fit.default_camera]
-    data = ShardDataModule(data_config)
+    data = ShardDataModule(data_config, bev_grid=getattr(fit.model, "bev", None))
     data.prepare_data()
     try:
         data.setup()

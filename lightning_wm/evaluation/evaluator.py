@@ -19,8 +19,10 @@ import torch
 from torch import nn
 
 from datamodules.batch import Batch
+from datamodules.bev import BEV_CLASSES
 from lightning_wm.geometry import integrate, pose_deltas
 from lightning_wm.metrics.action_following import ActionFollowingAccuracy
+from lightning_wm.metrics.bev import BevIoU
 from lightning_wm.metrics.hazard import HazardScores
 from lightning_wm.metrics.trajectory import DisplacementError
 from lightning_wm.metrics.video import VIDEO_KINDS, FrameQuality, copy_last_frame, shuffled_actions
@@ -104,16 +106,19 @@ class EvaluationMetrics(nn.Module):
     ego-motion head on the imagined states), `idm_on_ground_truth` (the IDM on the true frames:
     the floor of `generated`) and `idm_on_copy_last` (the IDM on a frozen video, the last context
     frame repeated: the error of "no motion", which an IDM that reads motion must tell apart from
-    the true frames); the last two only with an IDM.
+    the true frames); the last two only with an IDM. BEV IoU per class (with a BEV head and BEV
+    targets): of the observed state at the end of the context and of the imagined one at each horizon.
     """
 
-    def __init__(self, settings: RolloutSettings, with_idm: bool) -> None:
+    def __init__(self, settings: RolloutSettings, with_idm: bool, with_bev: bool = False) -> None:
         super().__init__()
         sources = ["generated", "ego_head"] + (["idm_on_ground_truth", "idm_on_copy_last"] if with_idm else [])
         self.trajectory = nn.ModuleDict({s: DisplacementError(settings.horizons) for s in sources})
         self.action_following = nn.ModuleDict({s: ActionFollowingAccuracy() for s in sources[:2]})
         self.video = nn.ModuleDict({k: FrameQuality(settings.horizon) for k in VIDEO_KINDS})
         self.hazard = HazardScores()
+        self.bev = nn.ModuleDict({w: BevIoU(len(BEV_CLASSES)) for w in ["observed", *settings.horizons]} if with_bev
+                                 else {})
         self.settings = settings
 
     def compute(self) -> dict[str, object]:
@@ -124,7 +129,10 @@ class EvaluationMetrics(nn.Module):
 
         video = {kind: plain(m.compute()) for kind, m in self.video.items()}
         steps = self.settings.horizons
+        bev = {when: dict(zip(BEV_CLASSES, (finite_or_none(x) for x in m.compute().tolist())))
+               for when, m in self.bev.items() if m.update_count}
         return {
+            "bev_iou": bev,
             "trajectory": {s: plain(m.compute()) for s, m in self.trajectory.items()},
             "action_following": {s: plain(m.compute()) for s, m in self.action_following.items()},
             "hazard": plain(self.hazard.compute()),
@@ -145,7 +153,8 @@ class Evaluator:
                  seed: int = 0, idm_view: int = 0) -> None:
         self.model, self.idm, self.settings = model, idm, settings
         self.motion = ImpliedMotion(idm, idm_view)  # the `generated` source
-        self.metrics = EvaluationMetrics(settings, with_idm=idm is not None)
+        self.with_bev = getattr(model, "bev_head", None) is not None
+        self.metrics = EvaluationMetrics(settings, with_idm=idm is not None, with_bev=self.with_bev)
         self.seed = seed
         self.windows = 0
 
@@ -174,6 +183,12 @@ class Evaluator:
             frozen = self.motion.idm_estimate(frozen_video)
             m.trajectory["idm_on_copy_last"].update(integrate(frozen), truth)
         m.hazard.update(model.hazard_logits(states), batch["hazard"][:, C : C + H])
+        if self.with_bev and "bev" in batch:  # inside the cameras' field of view (the model's `bev_fov`)
+            occupied, known, fov = batch["bev"], batch["bev_known"], model.bev_fov
+            m.bev["observed"].update(model.bev(state), occupied[:, C - 1], known, fov, logits=True)
+            imagined = model.bev(states)  # [B, H, 3, h, w]
+            for label, k in self.settings.horizons.items():
+                m.bev[label].update(imagined[:, k - 1], occupied[:, C - 1 + k], known, fov, logits=True)
 
         m.video["model"].update(video, target)
         m.video["copy_last"].update(copy_last_frame(frames, C, H), target)

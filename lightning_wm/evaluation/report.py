@@ -8,10 +8,6 @@ compared in its UI (names keep to letters, digits and `/_.-`: MLflow drops other
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 SOURCE_TITLES = {
@@ -34,7 +30,7 @@ def flat_metrics(results: dict[str, Any]) -> dict[str, float]:
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 flat[f"{prefix}/{key}"] = float(value)
 
-    for group in ("trajectory", "action_following", "hazard"):
+    for group in ("trajectory", "action_following", "hazard", "bev_iou"):
         put(f"eval/{group}", results[group])
     put("eval/video", results["video"]["at_horizon"])
     return flat
@@ -83,34 +79,21 @@ def summary_markdown(results: dict[str, Any], info: dict[str, Any]) -> str:
         psnr = " | ".join(_num(video[k]["psnr"][label], 2) for k in kinds)
         ssim = " | ".join(_num(video[k]["ssim"][label], 3) for k in kinds)
         lines.append(f"| {label} | {psnr} | {ssim} |")
+    if results["bev_iou"]:
+        classes = list(next(iter(results["bev_iou"].values())))
+        lines += ["", "## BEV occupancy IoU (inside the cameras' field of view)", "",
+                  "| state | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+        for when, values in results["bev_iou"].items():
+            lines.append(f"| {when if when == 'observed' else 'imagined ' + when} | "
+                         + " | ".join(_num(values[c]) for c in classes) + " |")
+    elif info.get("bev") is False:
+        lines += ["", "BEV head: none (a checkpoint trained before it existed), so no BEV IoU."]
     hazard = results["hazard"]
     undefined = "; undefined: the evaluated steps hold only one class" if hazard["auroc"] is None else ""
     lines += ["", "## Hazard head (collision or near-collision within the horizon, per imagined step)", "",
               f"AUROC {_num(hazard['auroc'])}, average precision {_num(hazard['average_precision'])} "
               f"({int(hazard['positives'])} positive of {int(hazard['examples'])} steps{undefined})"]
     return "\n".join(lines) + "\n"
-
-
-def write_outputs(out: Path, files: dict[str, str]) -> None:
-    """Write `files` ({name: text}) into `out` all at once: a temporary sibling folder renamed into
-    place, so an interrupted evaluation leaves no half-written report (an existing `out` is kept
-    until the new one is complete)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        for name, text in files.items():
-            (staging / name).write_text(text)
-        if out.exists():
-            previous = out.with_name(f".{out.name}-old")
-            shutil.rmtree(previous, ignore_errors=True)
-            os.replace(out, previous)
-            os.replace(staging, out)
-            shutil.rmtree(previous, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def metrics_json(results: dict[str, Any], info: dict[str, Any]) -> str:

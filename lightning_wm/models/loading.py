@@ -21,7 +21,7 @@ from lightning_wm.models.registry import FAMILIES
 from sharding.errors import ConfigError
 
 # Module names whose weights carry a head the evaluation reads, and what to call them.
-HEAD_MODULES = {"ego_head": "ego-motion head", "hazard_head": "hazard head"}
+HEAD_MODULES = {"ego_head": "ego-motion head", "hazard_head": "hazard head", "bev_head": "BEV head"}
 
 
 def upgrade_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
@@ -36,13 +36,25 @@ def upgrade_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
     return hparams
 
 
-def _build(path: Path, key: str) -> tuple[L.LightningModule, dict[str, Any]]:
+def load_model(path: Path, key: str, family: str | None = None,
+               optional: tuple[str, ...] = ()) -> tuple[L.LightningModule, dict[str, Any]]:
+    """The model of the checkpoint at `path` (eval mode, frozen) and the checkpoint dict.
+
+    key: the config key that named it (for messages); family: refuse other families; optional:
+    modules the checkpoint may lack (set to None on the model, e.g. the BEV head of a world model
+    trained before it existed).
+    """
+    if not path.is_file():
+        raise ConfigError(f"{key}={path}: no such file; give a .ckpt written by `lwm fit`")
     checkpoint = checkpoints.load_checkpoint(path)
     hparams = upgrade_hparams(checkpoint.get("hyper_parameters") or {})
     name = hparams.get("model_family")
     if name not in FAMILIES:
         raise ConfigError(f"{key}={path}: not a checkpoint of an lwm model (model_family={name!r}); "
                           f"give one written by `lwm fit` (families: {sorted(FAMILIES)})")
+    if family is not None and name != family:
+        raise ConfigError(f"{key}={path}: a {name!r} checkpoint, not a {family!r} one; train one with "
+                          f"`lwm fit model={family}`")
     module_class = FAMILIES[name].module_class
     accepted = inspect.signature(module_class.__init__).parameters
     module = module_class(**{k: v for k, v in hparams.items() if k in accepted})
@@ -52,12 +64,14 @@ def _build(path: Path, key: str) -> tuple[L.LightningModule, dict[str, Any]]:
         first = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), str(error))
         raise ConfigError(f"{key}={path}: its weights do not fit this version of the {name} model ({first}); "
                           "evaluate it with the code that trained it, or retrain") from error
-    missing = sorted({k.split(".")[0] for k in result.missing_keys})
+    missing = sorted({k.split(".")[0] for k in result.missing_keys} - set(optional))
     if missing:
         heads = [HEAD_MODULES[m] for m in missing if m in HEAD_MODULES]
         what = f"has no {' and no '.join(heads)}" if heads else f"lacks the weights of {missing}"
         raise ConfigError(f"{key}={path}: the {name} checkpoint {what} ({', '.join(m + '.*' for m in missing)} "
                           "missing); give a checkpoint of a model trained with it")
+    for absent in {k.split(".")[0] for k in result.missing_keys} & set(optional):
+        setattr(module, absent, None)
     if result.unexpected_keys:
         raise ConfigError(f"{key}={path}: weights this {name} model does not have "
                           f"({sorted({k.split('.')[0] for k in result.unexpected_keys})}); it was written by "
@@ -79,12 +93,16 @@ def resolve_world_model(ckpt: str, runs_dir: Path) -> Path:
                       "or give ckpt=PATH")
 
 
-def load_world_model(path: Path) -> tuple[L.LightningModule, dict[str, Any]]:
-    """The world model of `ckpt` (eval mode, frozen) and its checkpoint dict."""
-    model, checkpoint = _build(path, "ckpt")
+def load_world_model(path: Path, key: str = "ckpt") -> tuple[L.LightningModule, dict[str, Any]]:
+    """The world model of `ckpt` (eval mode, frozen) and its checkpoint dict. One trained before the
+    BEV head existed loads with `bev_head = None` (it can be evaluated, not scored in closed loop)."""
+    model, checkpoint = load_model(path, key, optional=("bev_head",))
     if isinstance(model, InverseDynamicsModel):
-        raise ConfigError(f"ckpt={path}: an IDM checkpoint, not a world model; give the world model as ckpt= "
+        raise ConfigError(f"{key}={path}: an IDM checkpoint, not a world model; give the world model as {key}= "
                           "and the IDM as idm_ckpt=")
+    if not hasattr(model, "imagine"):
+        raise ConfigError(f"{key}={path}: a {checkpoint['hyper_parameters'].get('model_family')!r} checkpoint, not a "
+                          "world model; give the checkpoint of `lwm fit` (model=single_cam or multicam)")
     return model, checkpoint
 
 
@@ -92,7 +110,7 @@ def load_idm(path: Path) -> InverseDynamicsModel:
     """The frozen IDM of `idm_ckpt`."""
     if not path.is_file():
         raise ConfigError(f"idm_ckpt={path}: no such file; give the .ckpt of `lwm fit model=idm`")
-    model, checkpoint = _build(path, "idm_ckpt")
+    model, checkpoint = load_model(path, "idm_ckpt")
     if not isinstance(model, InverseDynamicsModel):
         raise ConfigError(f"idm_ckpt={path}: a {checkpoint['hyper_parameters'].get('model_family')!r} checkpoint, "
                           "not an IDM; train one with `lwm fit model=idm`")

@@ -16,6 +16,8 @@ from lightning_wm.models.idm.config import IDMConfig
 from lightning_wm.models.idm.module import InverseDynamicsModel
 from lightning_wm.models.multicam.config import MultiCamConfig
 from lightning_wm.models.multicam.module import MultiCamWorldModel
+from lightning_wm.models.policy.config import PolicyConfig
+from lightning_wm.models.policy.module import BehaviourCloningPolicy
 from lightning_wm.models.single_cam.config import SingleCamConfig
 from lightning_wm.models.single_cam.module import SingleCamWorldModel
 from sharding.errors import ConfigError
@@ -33,6 +35,7 @@ FAMILIES: dict[str, ModelFamily] = {
     "single_cam": ModelFamily("single_cam", SingleCamConfig, SingleCamWorldModel, single_view=True),
     "idm": ModelFamily("idm", IDMConfig, InverseDynamicsModel, single_view=True),
     "multicam": ModelFamily("multicam", MultiCamConfig, MultiCamWorldModel, single_view=False),
+    "policy": ModelFamily("policy", PolicyConfig, BehaviourCloningPolicy, single_view=True),
 }
 
 

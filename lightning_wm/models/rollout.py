@@ -3,7 +3,8 @@ commands and simulators use only this.
 
 Frames are float in [0, 1], `[B, T, V, 3, H, W]`. The state is opaque and model-specific
 (`SingleCamState`, `MultiCamState`: the latent plus the reference frames the decoder warps);
-states returned by `imagine` have a time axis. Action timing follows the batch contract:
+states returned by `imagine` have a time axis, and `states.at(h)` is the state of step h (to
+imagine on from it, as the closed-loop simulator does one step at a time). Action timing follows the batch contract:
 `actions[:, t]` is the motion from step t to t+1. `ImpliedMotion` is the one way the ego motion a
 rollout implies is read (by ADE/FDE, the robustness sweep and the simulators).
 """
@@ -60,6 +61,11 @@ class RolloutModel(Protocol):
 
     def hazard_logits(self, states: Any) -> torch.Tensor:
         """states [B, H] -> [B, H] logits of a collision or near-collision within the horizon."""
+        ...
+
+    def bev(self, states: Any) -> torch.Tensor:
+        """states [B, H] -> BEV logits [B, H, 3, h, w]: vehicles, pedestrians and the drivable area on
+        the model's ego-frame grid (`config.bev`, `datamodules.bev`), what a simulator scores from."""
         ...
 
 

@@ -25,9 +25,12 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from datamodules.batch import Batch
-from lightning_wm.geometry import pose_deltas
+from datamodules.bev import BEV_CLASSES, BevGrid
+from lightning_wm.geometry import integrate, pose_deltas
+from lightning_wm.metrics.bev import BevIoU, fov_mask
 from lightning_wm.metrics.video import copy_last_frame, frame_psnr, shuffled_actions
-from lightning_wm.models.cameras import check_rig
+from lightning_wm.models.cameras import check_rig, rig_tensors
+from lightning_wm.models.nn.bev import BevHead, bev_loss, compose
 from lightning_wm.models.nn.heads import EgoMotionHead, HazardHead, ego_loss, hazard_loss
 from lightning_wm.models.nn.rssm import kl_loss
 from lightning_wm.models.nn.sizes import get_size
@@ -36,6 +39,7 @@ from lightning_wm.models.world_model_config import WorldModelConfig
 from sharding.errors import ConfigError
 
 PSNR_KINDS = ("psnr", "psnr_copy_last", "psnr_shuffled_actions")  # logged as val/<kind>/h<k>
+BEV_MAP_STAGE = 1  # the encoder stage whose map the BEV head samples (1: a quarter of the frame's resolution)
 
 
 def commanded_turn(actions: torch.Tensor, action_names: list[str], fps: float | None) -> torch.Tensor | None:
@@ -83,6 +87,10 @@ class WorldModel(L.LightningModule, abc.ABC):
         # One metric object per logged score, so DDP reduces them correctly.
         self.val_scores = nn.ModuleDict({f"{kind}_h{h}": MeanMetric() for kind in self.score_kinds
                                          for h in self.config.psnr_horizons})
+        # BEV IoU of the observed state at the end of the context and of the imagined ones.
+        self.val_bev = nn.ModuleDict({name: BevIoU(len(BEV_CLASSES)) for name in
+                                      ["observed", *(f"h{h}" for h in self.config.psnr_horizons)]})
+        self.register_buffer("bev_fov", self._bev_fov(), persistent=False)
 
     def init_heads(self) -> None:
         """The heads on the model feature; called by a family after its own networks (which keeps
@@ -90,6 +98,24 @@ class WorldModel(L.LightningModule, abc.ABC):
         size = self.size
         self.ego_head = EgoMotionHead(size.feature_dim, size.units, size.mlp_layers)
         self.hazard_head = HazardHead(size.feature_dim, size.units, size.mlp_layers)
+        self.bev_head: BevHead | None = None  # it projects the grid into the cameras: no rig, no BEV head
+        if self.rig is not None:
+            grid = self.config.bev
+            trunk = BevGrid(grid.x_min, grid.x_max, grid.y_min, grid.y_max, 2 * grid.resolution)
+            intrinsics, ego_from_camera = rig_tensors(self.rig)
+            self.bev_head = BevHead(size.feature_dim, grid.shape, torch.from_numpy(trunk.cell_centres()), intrinsics,
+                                    ego_from_camera, self.image_size, size.cnn_depth * 2**BEV_MAP_STAGE,
+                                    size.cnn_depth, len(BEV_CLASSES))
+        self.register_buffer("bev_pos_weight", torch.tensor(self.config.bev_pos_weight), persistent=False)
+
+    def _bev_fov(self) -> torch.Tensor:
+        """bool [H, W]: the BEV cells validation scores, the rig's field of view up to `bev_iou_range_m`
+        (every cell in that range without a rig)."""
+        cells = torch.from_numpy(self.config.bev.cell_centres())
+        if self.rig is None:
+            return cells.norm(dim=-1) <= self.config.bev_iou_range_m
+        intrinsics, ego_from_camera = rig_tensors(self.rig)
+        return fov_mask(cells, intrinsics, ego_from_camera, self.rig[0]["width"], self.config.bev_iou_range_m)
 
     # ---- what a family provides ---------------------------------------------------------
     @abc.abstractmethod
@@ -100,6 +126,12 @@ class WorldModel(L.LightningModule, abc.ABC):
     @abc.abstractmethod
     def head_features(self, states: Any) -> torch.Tensor:
         """states [B, H] -> the feature [B, H, F] the ego-motion and hazard heads read."""
+
+    @abc.abstractmethod
+    def bev_inputs(self, states: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the BEV head reads of states [B, H] (or [B]) besides the latent: the encoder's map
+        (stage `BEV_MAP_STAGE`) of each view's reference frame [B, H, V, C, h, w] and the ego's pose
+        in the reference's frame [B, H, 3] (x, y, yaw)."""
 
     @abc.abstractmethod
     def observe(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> Any:
@@ -130,16 +162,49 @@ class WorldModel(L.LightningModule, abc.ABC):
         terms, raw = kl_loss(post_logits, prior_logits, self.config.free_bits)
         return terms, {"kl/dyn_raw": raw["kl_dyn_raw"], "kl/rep_raw": raw["kl_rep_raw"]}
 
-    def head_terms(self, features: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-        """Teacher-forced head terms from the posterior's head features [B, T, F]: ego, hazard."""
+    def head_terms(self, features: torch.Tensor, batch: Batch, image_maps: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Teacher-forced head terms from the posterior's head features [B, T, F]: ego, hazard, and bev
+        (its image input: each step's own frames' maps [B, T, V, C, h, w], so the pose is zero)."""
+        steps = self.bev_steps(features.shape[1])
+        pose = features.new_zeros(features.shape[0], len(steps), 3)
         return {"ego": ego_loss(self.ego_head(features), batch["ego"]),
-                "hazard": hazard_loss(self.hazard_head(features), batch["hazard"])}
+                "hazard": hazard_loss(self.hazard_head(features), batch["hazard"]),
+                "bev": self.bev_term(features[:, steps], image_maps[:, steps], pose, batch, steps)}
 
-    def open_loop_ego_term(self, features: torch.Tensor, batch: Batch, context: int) -> torch.Tensor:
-        """Squared error of the ego motion the imagined states [B, T-C, F] (head features) predict
-        against the true motion into each imagined step (`pose_deltas` rows C-1 ..)."""
+    def bev_steps(self, count: int) -> torch.Tensor:
+        """Which of `count` steps the BEV loss reads: every `bev_every`-th, ending on the last (BEV
+        targets of neighbouring steps are nearly the same; the head costs as much as the rest)."""
+        return torch.arange(count - 1, -1, -self.config.bev_every).flip(0)
+
+    def imagined_pose(self, features: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
+        """The ego's pose at each imagined step in the reference frame, [B, H, 3]: the ego-motion head's
+        motion (detached: the BEV head does not train it) integrated after `start` [B, 3] (default 0)."""
+        poses = integrate(self.ego_head(features).detach().float())  # [B, H, 3] in the frame of the first state
+        if start is None:
+            return poses
+        return torch.cat([compose(start, poses[..., :2]), (start[:, 2:3] + poses[..., 2])[..., None]], -1)
+
+    def bev_term(self, features: torch.Tensor, image_maps: torch.Tensor, pose: torch.Tensor, batch: Batch,
+                 steps: torch.Tensor) -> torch.Tensor:
+        """BEV loss of head features [B, T', F] (and the head's image input, see `bev_inputs`) against the
+        batch's BEV targets at `steps` [T'] (window indices); zero for a batch without BEV targets (a
+        datamodule built without a grid) or a model without the head."""
+        if self.bev_head is None or "bev" not in batch:
+            return features.new_zeros(())
+        return bev_loss(self.bev_head(features, image_maps, pose), batch["bev"][:, steps], batch["bev_known"],
+                        self.bev_pos_weight, self.config.bev_dice)
+
+    def open_loop_terms(self, features: torch.Tensor, batch: Batch, context: int,
+                        image_maps: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The imagined states' head terms (head features [B, T-C, F]; the BEV head's image input, the
+        last observed frames' maps [B, T-C, V, C, h, w]): the squared error of the ego motion they
+        predict against the true motion into each imagined step (`pose_deltas` rows C-1 ..), and
+        their BEV against the true BEV of those steps."""
         truth = pose_deltas(batch["ego"])[:, context - 1 :]  # [B, T-C, 3]
-        return (self.ego_head(features) - truth).square().sum(-1).mean()
+        steps = self.bev_steps(features.shape[1])
+        pose = self.imagined_pose(features)[:, steps]
+        return {"open_loop_ego": (self.ego_head(features) - truth).square().sum(-1).mean(),
+                "open_loop_bev": self.bev_term(features[:, steps], image_maps[:, steps], pose, batch, context + steps)}
 
     def losses(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """World-model loss: batch -> (total, terms): every named term, the diagnostics and `total`,
@@ -185,7 +250,10 @@ class WorldModel(L.LightningModule, abc.ABC):
             return  # no frames left to predict after the context
         target = frames[:, context:]  # [B, T-C, V, 3, H, W]
         future = actions[:, context - 1 : steps - 1]
-        predicted = self.open_loop(batch, context, future)
+        state = self.observe_context(batch, context)
+        states = self.imagine(state, future)
+        predicted = self.decode(states)
+        self.update_bev_iou(batch, state, states, context)
         scores = {"psnr": frame_psnr(predicted, target),
                   "psnr_copy_last": frame_psnr(copy_last_frame(frames, context, steps - context), target),
                   **self.extra_scores(batch, predicted, target)}
@@ -197,6 +265,28 @@ class WorldModel(L.LightningModule, abc.ABC):
                     metric = self.val_scores[f"{kind}_h{h}"]
                     metric.update(values[:, h - 1][~values[:, h - 1].isnan()])
                     self.log(f"val/{kind}/h{h}", metric, batch_size=size)
+
+    def update_bev_iou(self, batch: Batch, state: Any, states: Any, context: int) -> None:
+        """BEV IoU of the observed state (after the context) and of the imagined states at each horizon."""
+        if self.bev_head is None or "bev" not in batch:
+            return
+        target, known = batch["bev"], batch["bev_known"]
+        self.val_bev["observed"].update(self.bev(state), target[:, context - 1], known, self.bev_fov, logits=True)
+        imagined = self.bev(states)  # [B, T-C, C, H, W]
+        for h in self.config.psnr_horizons:
+            if h <= imagined.shape[1]:
+                self.val_bev[f"h{h}"].update(imagined[:, h - 1], target[:, context - 1 + h], known, self.bev_fov,
+                                             logits=True)
+
+    def on_validation_epoch_end(self) -> None:
+        """val/bev_iou/<class> (observed state) and val/bev_iou_h<k>/<class> (imagined k steps ahead)."""
+        for name, metric in self.val_bev.items():
+            if metric.update_count:
+                prefix = "val/bev_iou" if name == "observed" else f"val/bev_iou_{name}"
+                for label, value in zip(BEV_CLASSES, metric.compute()):  # synchronised across DDP ranks
+                    if not torch.isnan(value):
+                        self.log(f"{prefix}/{label}", value.float())
+            metric.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.config
@@ -223,3 +313,11 @@ class WorldModel(L.LightningModule, abc.ABC):
     def hazard_logits(self, states: Any) -> torch.Tensor:
         """states [B, H] -> [B, H] hazard logits."""
         return self.hazard_head(self.head_features(states))
+
+    def bev(self, states: Any) -> torch.Tensor:
+        """states [B, H] (or one state [B]) -> BEV logits [B, H, C, h, w] ([B, C, h, w]) on `config.bev`'s
+        grid, channels `datamodules.bev.BEV_CLASSES`: other agents and the drivable area in the ego frame."""
+        if self.bev_head is None:
+            raise ConfigError(f"this {type(self).__name__} has no BEV head (trained before it existed), so it cannot "
+                              "say where other agents and the road are; retrain it with `lwm fit`")
+        return self.bev_head(self.head_features(states), *self.bev_inputs(states))

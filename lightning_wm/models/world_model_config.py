@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from datamodules.bev import BEV_CLASSES, BevGrid
 from lightning_wm.models.nn.sizes import SIZES
 from lightning_wm.models.typed_config import TypedConfig, check_bool, check_int, check_number
 from sharding.errors import ConfigError
@@ -39,6 +40,13 @@ class WorldModelConfig(TypedConfig):
     max_reference_age: int = 8  # teacher forcing renders frame t from a reference 1..this many steps back
     turn_prior: bool = True  # decoder re-projects the reference by the ego's turn (rotation homography); needs the camera
     unimix: float = 0.01  # uniform mix into the categorical probabilities, in [0, 1) (DreamerV3: 0.01)
+    bev: BevGrid = field(default_factory=BevGrid)  # the BEV head's ego-frame grid (extent and cell size, metres)
+    bev_scale: float = 100.0  # weight of the BEV loss (per class: cross-entropy per cell + bev_dice x Dice loss)
+    bev_dice: float = 1.0  # weight of the soft Dice loss beside the cross-entropy in the BEV loss; 0: off
+    bev_every: int = 4  # the BEV loss reads every this many steps of a window (and of its imagined steps)
+    bev_pos_weight: list[float] = field(default_factory=lambda: [4.0, 10.0, 1.0])  # weight of an occupied cell:
+    # vehicle, pedestrian, drivable (agents cover a few percent of the cells)
+    bev_iou_range_m: float = 30.0  # validation BEV IoU counts the cameras' field of view up to this distance, metres
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -62,15 +70,28 @@ class WorldModelConfig(TypedConfig):
                               "e.g. [1, 4, 8]")
         self.psnr_horizons = horizons
         check_bool("turn_prior", self.turn_prior)
+        if isinstance(self.bev, dict):  # from a checkpoint's plain hyperparameters
+            self.bev = BevGrid(**self.bev)
+        check_number("bev_scale", self.bev_scale, low=0)
+        check_number("bev_dice", self.bev_dice, low=0)
+        check_int("bev_every", self.bev_every, 1)
+        check_number("bev_iou_range_m", self.bev_iou_range_m, low=0, low_open=True)
+        weights = [float(w) for w in self.bev_pos_weight]
+        if len(weights) != len(BEV_CLASSES) or min(weights) <= 0:
+            raise ConfigError(f"model.bev_pos_weight={weights} must be {len(BEV_CLASSES)} numbers > 0 "
+                              f"({', '.join(BEV_CLASSES)})")
+        self.bev_pos_weight = weights
 
     def loss_scales(self) -> dict[str, float]:
         """Weight of each named loss term in the total: total = sum(scale[name] * term[name]).
 
-        Teacher-forced terms (DreamerV3's): image, kl_dyn, kl_rep, ego, hazard. Open-loop terms
-        (imagined after the context with the true actions): open_loop_image and open_loop_ego,
-        weighed like their teacher-forced counterparts times `open_loop_scale`.
+        Teacher-forced terms (DreamerV3's, plus the BEV head's): image, kl_dyn, kl_rep, ego, hazard,
+        bev. Open-loop terms (imagined after the context with the true actions): open_loop_image,
+        open_loop_ego and open_loop_bev, weighed like their teacher-forced counterparts times
+        `open_loop_scale`.
         """
         return {"image": self.image_scale, "kl_dyn": self.kl_dyn_scale, "kl_rep": self.kl_rep_scale,
-                "ego": self.ego_scale, "hazard": self.hazard_scale,
+                "ego": self.ego_scale, "hazard": self.hazard_scale, "bev": self.bev_scale,
                 "open_loop_image": self.open_loop_scale * self.image_scale,
-                "open_loop_ego": self.open_loop_scale * self.ego_scale}
+                "open_loop_ego": self.open_loop_scale * self.ego_scale,
+                "open_loop_bev": self.open_loop_scale * self.bev_scale}

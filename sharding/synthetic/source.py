@@ -16,7 +16,7 @@ import numpy as np
 from sharding import contract
 from sharding.errors import ConfigError
 from sharding.samples import SceneArrays, encode_scene
-from sharding.synthetic import ACTION_NAMES, AGENT_FIELDS, RigConfig, WorldConfig, simulate_scene
+from sharding.synthetic import ACTION_NAMES, AGENT_FIELDS, CameraConfig, RigConfig, WorldConfig, simulate_scene
 from sharding.synthetic.road_lines import ROAD_LINES
 from sharding.writer import SceneTask, fingerprint, plan_shards, write_dataset
 
@@ -51,6 +51,16 @@ class SyntheticDatasetConfig:
                     f"{key}={getattr(self, key)!r} is out of range; see `lwm shard synthetic --help`"
                     + (f" (chunk_steps must be <= world.steps={self.world.steps})" if key == "chunk_steps" else "")
                 )
+
+
+def config_from_dict(values: dict[str, Any]) -> SyntheticDatasetConfig:
+    """The settings a synthetic manifest's `source_config` records, as a SyntheticDatasetConfig."""
+    values = dict(values)
+    world = WorldConfig(**values.pop("world", {}))
+    rig = dict(values.pop("rig", {}))
+    cameras = [CameraConfig(**c) for c in rig.pop("cameras", [])] or None
+    return SyntheticDatasetConfig(world=world, rig=RigConfig(**rig, **({"cameras": cameras} if cameras else {})),
+                                  **values)
 
 
 def scene_seed(dataset_seed: int, index: int) -> int:

@@ -23,7 +23,7 @@ from torch import nn
 
 from lightning_wm.models.nn.attention import CrossViewAttention
 from lightning_wm.models.nn.layers import symlog
-from lightning_wm.models.nn.rssm import RSSM, RSSMState
+from lightning_wm.models.nn.rssm import RSSM, Generator, RSSMState
 from lightning_wm.models.nn.sizes import WorldModelSize
 
 
@@ -49,7 +49,7 @@ class MultiViewRSSM(nn.Module):
             self.context_out.bias.zero_()
 
     # ---- pieces ------------------------------------------------------------------------
-    def _sample(self, logits: torch.Tensor, generator: torch.Generator | None, mode: bool) -> torch.Tensor:
+    def _sample(self, logits: torch.Tensor, generator: Generator, mode: bool) -> torch.Tensor:
         if mode:
             return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
         return self.rssm.sample(logits, generator)
@@ -76,14 +76,14 @@ class MultiViewRSSM(nn.Module):
         deter = self.rssm.gru(x.flatten(0, 1), state.deter.flatten(0, 1))  # [B*V, D]
         return deter.unflatten(0, (batch, num_views))
 
-    def prior(self, deter: torch.Tensor, generator: torch.Generator | None = None, mode: bool = False) -> RSSMState:
+    def prior(self, deter: torch.Tensor, generator: Generator = None, mode: bool = False) -> RSSMState:
         """Prior state from deter [..., D]."""
         logits = self._log_probs(self.rssm.prior_head(deter))
         return RSSMState(deter, self._sample(logits, generator, mode), logits)
 
     # ---- sequences ---------------------------------------------------------------------
     def observe(self, embeds: torch.Tensor, prev_actions: torch.Tensor, views: torch.Tensor, observed: torch.Tensor,
-                generator: torch.Generator | None = None, mode: bool = False) -> tuple[RSSMState, RSSMState]:
+                generator: Generator = None, mode: bool = False) -> tuple[RSSMState, RSSMState]:
         """embeds [B, T, V, E], prev_actions [B, T, A] (action into each step), views [B, V, Cv],
         observed [B, T, V] bool -> (posts, priors), each [B, T, V].
 
@@ -108,7 +108,7 @@ class MultiViewRSSM(nn.Module):
         return post, prior
 
     def imagine(self, state: RSSMState, actions: torch.Tensor, views: torch.Tensor,
-                generator: torch.Generator | None = None, mode: bool = False) -> RSSMState:
+                generator: Generator = None, mode: bool = False) -> RSSMState:
         """Roll the priors forward: state [B, V], actions [B, H, A], views [B, V, Cv] -> states [B, H, V]."""
         states = []
         for h in range(actions.shape[1]):
@@ -116,6 +116,6 @@ class MultiViewRSSM(nn.Module):
             states.append(state)
         return RSSMState.stack(states, dim=1)
 
-    def perturb(self, state: RSSMState, eps: float, generator: torch.Generator | None = None) -> RSSMState:
+    def perturb(self, state: RSSMState, eps: float, generator: Generator = None) -> RSSMState:
         """The RSSM's latent noise (any leading dims); eps=0 returns `state`."""
         return self.rssm.perturb(state, eps, generator)

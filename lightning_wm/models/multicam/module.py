@@ -50,7 +50,7 @@ from lightning_wm.models.nn.attention import CrossViewAttention, mean_over_views
 from lightning_wm.models.nn.camera_embedding import CameraEmbedding
 from lightning_wm.models.nn.encoders import ImageEncoder
 from lightning_wm.models.nn.warp_decoder import WarpDecoder, image_loss
-from lightning_wm.models.world_model import PSNR_KINDS, WorldModel, commanded_turn
+from lightning_wm.models.world_model import BEV_MAP_STAGE, PSNR_KINDS, WorldModel, commanded_turn
 from sharding.errors import ConfigError
 
 XVIEW_KINDS = ("xview", "xview_gt")  # logged as val/<kind>/h<k>: predicted frames, ground truth (the floor)
@@ -196,11 +196,14 @@ class MultiCamWorldModel(WorldModel):
                              index.flatten(), age.flatten(), (since.flatten(), *calibration))
         terms, diagnostics = self.kl_terms(post.logits, prior.logits)
         terms["image"] = image_loss(recon, images[:-1])
-        terms |= self.head_terms(mean_over_views(features), batch)  # heads read the mean over views [B, T, F]
+        # the BEV head reads each view's latest seen frame (its own at an observed step), in rig slots
+        seen_index, seen_age = reference_index_and_age(seen, time, steps, views, cfg.max_reference_age)
+        bev_maps, _ = self._rig_slots(maps[BEV_MAP_STAGE][seen_index], seen_age)  # [B, T, V, C, h, w]
+        terms |= self.head_terms(mean_over_views(features), batch, bev_maps)
 
         context = cfg.context_steps
         zero = features.new_zeros(())
-        terms["open_loop_image"], terms["open_loop_ego"] = zero, zero
+        terms["open_loop_image"], terms["open_loop_ego"], terms["open_loop_bev"] = zero, zero, zero
         if steps > context:
             horizon = steps - context
             imagined = self.dynamics.imagine(post[:, context - 1], actions[:, context - 1 : steps - 1], view_embeds)
@@ -219,7 +222,8 @@ class MultiCamWorldModel(WorldModel):
                                       repeat(ego_from_camera, "b v i j -> (b h v) i j", h=horizon)))
             truth_frames = rearrange(frames[:, context:], "b h v c x y -> (b h v) c x y")
             terms["open_loop_image"] = image_loss(predicted, truth_frames)
-            terms["open_loop_ego"] = self.open_loop_ego_term(mean_over_views(imagined.feature()), batch, context)
+            terms |= self.open_loop_terms(mean_over_views(imagined.feature()), batch, context,
+                                          self._rig_slots(maps[BEV_MAP_STAGE][index], age)[0])
         return terms, diagnostics
 
     def observe_context(self, batch: Batch, context: int, generator: torch.Generator | None = None) -> MultiCamState:
@@ -231,6 +235,23 @@ class MultiCamWorldModel(WorldModel):
         NaN for a rig without overlapping views."""
         calibration = (batch["intrinsics"], batch["ego_from_camera"], self.config.xview_max_distance_m)
         return {"xview": view_disagreement(predicted, *calibration), "xview_gt": view_disagreement(target, *calibration)}
+
+    def _rig_slots(self, maps: torch.Tensor, age: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-view maps [..., V, C, h, w] and ages [..., V] of the active cameras -> the same in the slots of
+        the trained rig (the BEV head has one per camera); a rig camera the data lacks reads as never seen."""
+        if len(self.active) == len(self.rig) and self.active == list(range(len(self.rig))):
+            return maps, age
+        full = maps.new_zeros(*maps.shape[:-4], len(self.rig), *maps.shape[-3:])
+        ages = age.new_full((*age.shape[:-1], len(self.rig)), self.config.max_reference_age)
+        full[..., self.active, :, :, :], ages[..., self.active] = maps, age
+        return full, ages
+
+    def bev_inputs(self, states: MultiCamState) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each view's reference frame's map [B, (H,) V, C, h, w] in rig slots, and the pose [B, (H,) 3]."""
+        reference = states.reference_maps[BEV_MAP_STAGE]  # [B, V, C, h, w]
+        if states.age.dim() == 3:  # imagined steps share the references
+            reference = reference[:, None].expand(-1, states.age.shape[1], -1, -1, -1, -1)
+        return self._rig_slots(reference, states.age)[0], states.pose
 
     # ---- rollout interface (lightning_wm.models.rollout.RolloutModel) -------------------
     def observe(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None, *,
@@ -259,15 +280,17 @@ class MultiCamWorldModel(WorldModel):
         turn = commanded_turn(actions[:, :-1], self.action_names, self.fps)  # [B, T-1]: step t -> t+1
         yaw = turn_since_seen(turn, seen) if turn is not None else frames.new_zeros(batch, views)  # [B, V]
         return MultiCamState(post[:, -1], images[index], [m[index] for m in maps], age, view_embeds, seen != steps - 1,
-                             yaw, intrinsics, ego_from_camera)
+                             yaw, intrinsics, ego_from_camera, frames.new_zeros(batch, 3))
 
     def imagine(self, state: MultiCamState, actions: torch.Tensor,
                 generator: torch.Generator | None = None) -> MultiCamState:
         """state [B], actions [B, H, A] (actions[:, 0] taken in `state`'s step) -> states [B, H]."""
         latent = self.dynamics.imagine(state.latent, actions, state.views, generator, self._mode())
         ahead = torch.arange(1, actions.shape[1] + 1, device=actions.device)[None, :, None]
-        turn = self.imagined_turn(actions, mean_over_views(latent.feature())).cumsum(1)  # [B, H], the same for every view
-        return replace(state, latent=latent, age=state.age[:, None] + ahead, yaw=state.yaw[:, None] + turn[..., None])
+        turn = self.imagined_turn(actions, mean_over_views(latent.feature())).cumsum(1)  # [B, H], alike for every view
+        fused = mean_over_views(latent.feature())
+        return replace(state, latent=latent, age=state.age[:, None] + ahead, yaw=state.yaw[:, None] + turn[..., None],
+                       pose=self.imagined_pose(fused, state.pose))
 
     def decode(self, states: MultiCamState) -> torch.Tensor:
         """states [B, H] -> frames [B, H, V, 3, h, w] in [0, 1]."""

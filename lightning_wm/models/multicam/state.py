@@ -9,7 +9,7 @@ rollout and the bookkeeping around them: which frame of the encoded stack each v
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -30,6 +30,8 @@ class MultiCamState:
     degraded:       [B, V] bool, True where the view was not observed at the last context step
     yaw:            [B, V] or [B, H, V] the ego's turn since each view's reference, rad (+: left)
     intrinsics:     [B, V, 3, 3] and ego_from_camera [B, V, 4, 4]: the rig's calibration
+    pose:           [B, 3] or [B, H, 3] the ego's pose in the frame of the last observed step (x, y, yaw),
+                    from the ego-motion head: where the BEV head looks in the references' frames
     """
 
     latent: RSSMState
@@ -41,6 +43,12 @@ class MultiCamState:
     yaw: torch.Tensor
     intrinsics: torch.Tensor
     ego_from_camera: torch.Tensor
+    pose: torch.Tensor
+
+    def at(self, step: int) -> MultiCamState:
+        """The state of imagined step `step` of states [B, H] -> one state [B] (to imagine on from it)."""
+        return replace(self, latent=self.latent[:, step], age=self.age[:, step], yaw=self.yaw[:, step],
+                       pose=self.pose[:, step])
 
 
 def last_observed(observed: torch.Tensor) -> torch.Tensor:

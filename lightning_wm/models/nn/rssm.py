@@ -16,6 +16,21 @@ from torch import nn
 
 from lightning_wm.models.nn.layers import dense, symlog
 
+Generator = torch.Generator | list[torch.Generator] | None  # a list: one per row of the batch
+
+
+def draw(kind: str, shape: tuple[int, ...], generator: Generator, device: torch.device, **kwargs) -> torch.Tensor:
+    """torch.rand / randn / randint (`kind`) of `shape` on `device`. A list of generators draws each
+    row of the leading (batch) axis from its own generator, so a row's numbers do not depend on the
+    rows batched with it (a closed-loop episode replays the same alone or in any batch)."""
+    make = {"rand": torch.rand, "randn": torch.randn, "randint": torch.randint}[kind]
+    if not isinstance(generator, list):
+        at = generator.device if generator is not None else device
+        return make(*kwargs.pop("args", ()), shape, generator=generator, device=at, **kwargs).to(device)
+    assert len(generator) == shape[0], f"{len(generator)} generators for a batch of {shape[0]}"
+    rows = [make(*kwargs.get("args", ()), shape[1:], generator=g, device=g.device) for g in generator]
+    return torch.stack(rows).to(device)
+
 
 @dataclass
 class RSSMState:
@@ -94,14 +109,13 @@ class RSSM(nn.Module):
         return torch.log((1 - self.unimix) * probs + self.unimix / self.classes)
 
     @staticmethod
-    def sample(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(logits: torch.Tensor, generator: Generator = None) -> torch.Tensor:
         """One-hot sample [..., S, K] of log-probs [..., S, K] with straight-through gradients.
 
         Gumbel-max draws the sample (seedable through `generator`); adding `probs - sg(probs)`
         gives it the gradient of the probabilities, so losses downstream reach the encoder.
         """
-        device = generator.device if generator is not None else logits.device
-        u = torch.rand(logits.shape, generator=generator, device=device).to(logits.device)
+        u = draw("rand", logits.shape, generator, logits.device)
         u = u.clamp(1e-7, 1 - 1e-7)  # keeps both logs finite in float32
         gumbel = -torch.log(-torch.log(u))
         one_hot = F.one_hot((logits.detach() + gumbel).argmax(-1), logits.shape[-1]).to(logits.dtype)
@@ -125,7 +139,7 @@ class RSSM(nn.Module):
         return self.gru(x, state.deter)
 
     def img_step(self, state: RSSMState, action: torch.Tensor,
-                 generator: torch.Generator | None = None) -> RSSMState:
+                 generator: Generator = None) -> RSSMState:
         """Prior state of the next step: (state [B], action [B, A]) -> state [B]."""
         deter = self.transition(state, action)
         logits = self._log_probs(self.prior_head(deter))
@@ -133,7 +147,7 @@ class RSSM(nn.Module):
 
     # ---- sequences ------------------------------------------------------------------
     def observe(self, embeds: torch.Tensor, prev_actions: torch.Tensor, initial: RSSMState | None = None,
-                generator: torch.Generator | None = None) -> tuple[RSSMState, RSSMState]:
+                generator: Generator = None) -> tuple[RSSMState, RSSMState]:
         """Filter a sequence: embeds [B, T, E], prev_actions [B, T, A] -> (posts, priors), each [B, T].
 
         `prev_actions[:, t]` is the action that led from step t-1 into step t; at t=0 it leads
@@ -157,7 +171,7 @@ class RSSM(nn.Module):
         return post, prior
 
     def imagine(self, state: RSSMState, actions: torch.Tensor,
-                generator: torch.Generator | None = None) -> RSSMState:
+                generator: Generator = None) -> RSSMState:
         """Roll the prior forward: state [B], actions [B, H, A] -> states [B, H].
 
         `actions[:, 0]` is taken in `state`'s step and leads to the first imagined step.
@@ -168,7 +182,7 @@ class RSSM(nn.Module):
             states.append(state)
         return RSSMState.stack(states, dim=1)
 
-    def perturb(self, state: RSSMState, eps: float, generator: torch.Generator | None = None) -> RSSMState:
+    def perturb(self, state: RSSMState, eps: float, generator: Generator = None) -> RSSMState:
         """Noise of scale `eps` on a state (any leading dims), for robustness sweeps.
 
         deter gets Gaussian noise of std `eps` (deter lives in [-1, 1]); each categorical is
@@ -177,11 +191,10 @@ class RSSM(nn.Module):
         """
         if eps == 0:
             return state
-        device = generator.device if generator is not None else state.deter.device
         codes = state.stoch.shape[:-1]  # [..., S]
-        noise = torch.randn(state.deter.shape, generator=generator, device=device).to(state.deter)
-        flip = (torch.rand(codes, generator=generator, device=device) < eps).to(state.stoch.device)
-        random_class = torch.randint(self.classes, codes, generator=generator, device=device)
+        noise = draw("randn", state.deter.shape, generator, state.deter.device).to(state.deter)
+        flip = draw("rand", codes, generator, state.stoch.device) < eps
+        random_class = draw("randint", codes, generator, state.stoch.device, args=(self.classes,))
         random_one_hot = F.one_hot(random_class, self.classes).to(state.stoch)
         stoch = torch.where(flip.unsqueeze(-1), random_one_hot, state.stoch)
         return RSSMState(state.deter + eps * noise, stoch, state.logits)

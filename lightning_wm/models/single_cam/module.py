@@ -21,7 +21,7 @@ Two choices differ from DreamerV3, both for video prediction rather than control
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -34,7 +34,7 @@ from lightning_wm.models.nn.encoders import ImageEncoder
 from lightning_wm.models.nn.rssm import RSSM, RSSMState
 from lightning_wm.models.nn.warp_decoder import WarpDecoder, image_loss
 from lightning_wm.models.single_cam.config import SingleCamConfig
-from lightning_wm.models.world_model import WorldModel
+from lightning_wm.models.world_model import BEV_MAP_STAGE, WorldModel
 from sharding.errors import ConfigError
 
 
@@ -47,6 +47,9 @@ class SingleCamState:
     reference_maps: the encoder's stage outputs of `reference` (see `ImageEncoder.forward_maps`)
     age:            [B] or [B, H] int64, steps between the reference and each state
     yaw:            [B] or [B, H] the ego's heading at each state relative to the reference's, rad
+                    (the turn prior's: commanded)
+    pose:           [B, 3] or [B, H, 3] the ego's pose in the reference's frame (x, y, yaw), from the
+                    ego-motion head: where the BEV head looks in the reference frame
     """
 
     latent: RSSMState
@@ -54,6 +57,12 @@ class SingleCamState:
     reference_maps: list[torch.Tensor]
     age: torch.Tensor
     yaw: torch.Tensor
+    pose: torch.Tensor
+
+    def at(self, step: int) -> SingleCamState:
+        """The state of imagined step `step` of states [B, H] -> one state [B] (to imagine on from it)."""
+        return replace(self, latent=self.latent[:, step], age=self.age[:, step], yaw=self.yaw[:, step],
+                       pose=self.pose[:, step])
 
 
 class SingleCamWorldModel(WorldModel):
@@ -135,9 +144,9 @@ class SingleCamWorldModel(WorldModel):
     def loss_terms(self, batch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Unscaled loss terms (`WorldModelConfig.loss_scales` names them) and the KL diagnostics.
 
-        Teacher-forced terms (DreamerV3): image, kl_dyn, kl_rep, ego, hazard. Open-loop terms:
-        open_loop_image, open_loop_ego (imagined from step context_steps - 1 with the true
-        actions; zero when the window is not longer than the context).
+        Teacher-forced terms (DreamerV3's, and the BEV head's): image, kl_dyn, kl_rep, ego, hazard,
+        bev. Open-loop terms: open_loop_image, open_loop_ego, open_loop_bev (imagined from step
+        context_steps - 1 with the true actions; zero when the window is not longer than the context).
         """
         frames, actions, cfg = batch["frames"], batch["actions"], self.config
         self.check_batch(frames, actions)
@@ -158,12 +167,13 @@ class SingleCamWorldModel(WorldModel):
                              (offsets + reference_step).flatten(), (time - reference_step).flatten(), turn.flatten())
         terms, diagnostics = self.kl_terms(post.logits, prior.logits)
         terms["image"] = image_loss(recon, images)
-        terms |= self.head_terms(features, batch)
+        bev_maps = rearrange(maps[BEV_MAP_STAGE], "(b t) c h w -> b t 1 c h w", b=batch_size)  # each step's own frame
+        terms |= self.head_terms(features, batch, bev_maps)
 
         # Open loop: imagine the steps after the context and render them against its last frame.
         context = cfg.context_steps
         zero = features.new_zeros(())
-        terms["open_loop_image"], terms["open_loop_ego"] = zero, zero
+        terms["open_loop_image"], terms["open_loop_ego"], terms["open_loop_bev"] = zero, zero, zero
         if steps > context:
             imagined = self.rssm.imagine(post[:, context - 1], actions[:, context - 1 : steps - 1])  # [B, T-C]
             horizon = steps - context
@@ -173,12 +183,20 @@ class SingleCamWorldModel(WorldModel):
                                      (offsets + context - 1).repeat_interleave(horizon, 0).flatten(), ages,
                                      turn.flatten())
             terms["open_loop_image"] = image_loss(predicted, rearrange(frames[:, context:], "b h 1 c x y -> (b h) c x y"))
-            terms["open_loop_ego"] = self.open_loop_ego_term(imagined.feature(), batch, context)
+            last = bev_maps[:, context - 1 : context].expand(-1, horizon, -1, -1, -1, -1)  # reference: last context frame
+            terms |= self.open_loop_terms(imagined.feature(), batch, context, last)
         return terms, diagnostics
 
     # ---- rollout interface (lightning_wm.models.rollout.RolloutModel) ------------------
     def head_features(self, states: SingleCamState) -> torch.Tensor:
         return states.latent.feature()
+
+    def bev_inputs(self, states: SingleCamState) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference frame's map [B, (H,) 1, C, h, w] and the pose in its frame [B, (H,) 3]."""
+        reference = states.reference_maps[BEV_MAP_STAGE]  # [B, C, h, w]
+        if states.age.dim() == 2:  # imagined steps share the reference
+            reference = reference[:, None].expand(-1, states.age.shape[1], -1, -1, -1)
+        return reference.unsqueeze(-4), states.pose
 
     def observe(self, frames: torch.Tensor, actions: torch.Tensor,
                 generator: torch.Generator | None = None) -> SingleCamState:
@@ -190,7 +208,8 @@ class SingleCamWorldModel(WorldModel):
         steps = frames.shape[1]
         last = [rearrange(m, "(b t) c h w -> b t c h w", t=steps)[:, -1] for m in maps]
         age = torch.zeros(frames.shape[0], dtype=torch.long, device=frames.device)
-        return SingleCamState(post[:, -1], frames[:, -1, 0], last, age, torch.zeros_like(age, dtype=torch.float))
+        return SingleCamState(post[:, -1], frames[:, -1, 0], last, age, torch.zeros_like(age, dtype=torch.float),
+                              frames.new_zeros(frames.shape[0], 3))
 
     def imagine(self, state: SingleCamState, actions: torch.Tensor,
                 generator: torch.Generator | None = None) -> SingleCamState:
@@ -198,7 +217,8 @@ class SingleCamWorldModel(WorldModel):
         latent = self.rssm.imagine(state.latent, actions, generator)
         steps = torch.arange(1, actions.shape[1] + 1, device=actions.device)
         yaw = state.yaw[:, None] + self.imagined_turn(actions, latent.feature()).cumsum(1)  # the imagined turn
-        return SingleCamState(latent, state.reference, state.reference_maps, state.age[:, None] + steps, yaw)
+        return SingleCamState(latent, state.reference, state.reference_maps, state.age[:, None] + steps, yaw,
+                              self.imagined_pose(latent.feature(), state.pose))
 
     def decode(self, states: SingleCamState) -> torch.Tensor:
         """states [B, H] -> frames [B, H, 1, 3, h, w] in [0, 1]."""
@@ -215,5 +235,4 @@ class SingleCamWorldModel(WorldModel):
         """
         if eps == 0:
             return state
-        return SingleCamState(self.rssm.perturb(state.latent, eps, generator), state.reference,
-                              state.reference_maps, state.age, state.yaw)
+        return replace(state, latent=self.rssm.perturb(state.latent, eps, generator))

@@ -24,7 +24,8 @@ def test_total_is_each_term_times_its_scale():
     torch.manual_seed(1)
     total, terms = model.losses(batch)
     scales = model.config.loss_scales()
-    assert set(scales) == {"image", "kl_dyn", "kl_rep", "ego", "hazard", "open_loop_image", "open_loop_ego"}
+    assert set(scales) == {"image", "kl_dyn", "kl_rep", "ego", "hazard", "bev", "open_loop_image", "open_loop_ego",
+                           "open_loop_bev"}
     assert total.item() == pytest.approx(sum(scales[n] * terms[n].item() for n in scales), rel=1e-6)
     # The KL scale lives in one place: doubling it adds exactly one more kl_dyn to the total.
     model.config = dataclasses.replace(model.config, kl_dyn_scale=2 * model.config.kl_dyn_scale)

@@ -313,3 +313,22 @@ def test_training_uses_each_views_true_turn_since_its_reference(rig):
         with torch.no_grad():
             losses[prior] = model.losses(turning)[1]["image"].item()
     assert losses[True] < 0.8 * losses[False], losses
+
+
+def test_the_bev_head_reads_every_view_and_a_subset_of_the_rig_keeps_its_slots(rig):
+    dicts, k, e = rig
+    model = scrambled_model(dicts)
+    batch = make_batch(k, e)
+    with torch.no_grad():
+        state = model.observe(batch["frames"][:, :4], batch["actions"][:, :4], intrinsics=batch["intrinsics"],
+                              ego_from_camera=batch["ego_from_camera"])
+        observed = model.bev(state)
+        imagined = model.bev(model.imagine(state, batch["actions"][:, 3:7]))
+        grid = model.config.bev.shape
+        assert observed.shape == (2, 3, *grid) and imagined.shape == (2, 4, 3, *grid)
+        model.use_cameras(["front_right", "front"])  # two of the three cameras, in another order
+        pair = model.observe(batch["frames"][:, :4, [2, 0]], batch["actions"][:, :4])
+        maps, pose = model.bev_inputs(pair)
+        assert maps.shape[1] == 3 and (maps[:, 1] == 0).all() and (maps[:, 0] != 0).any()  # front_left: no data
+        assert (pose == 0).all()  # an observed state: the references are its own frames
+        assert model.bev(pair).shape == (2, 3, *grid)
