@@ -74,9 +74,9 @@ class Observation:
 
 @runtime_checkable
 class Policy(Protocol):
-    """A driving policy. Optional attributes a simulator reads (default False):
-    `wants_latent` (pass the world model's state in `Observation.latent`) and `needs_frames`
-    (the reference simulator renders only for policies that look)."""
+    """A driving policy. Optional attributes a simulator reads: `wants_latent` (default False: pass
+    the world model's state in `Observation.latent`) and `needs_frames` (default True; False lets
+    the reference simulator skip rendering for a policy that does not look)."""
 
     def reset(self, info: EpisodeInfo) -> None:
         """Called once before a batch of episodes starts."""

@@ -2,9 +2,12 @@
 
 Trained on the shards' logged driving (`lwm fit model=policy`): for every step t of a window, the
 frames of step t and the motion into it (the logged speed and yaw rate of step t-1) predict the
-logged action of step t, the motion from t to t+1. The loss is the squared error of each action
-in units of its typical size (`action_scales`); validation logs the mean absolute error of each
-action in its own unit (`val/policy/mae_<action>`). `lightning_wm.policies.bc` drives with it.
+logged action of step t, the motion from t to t+1. Speed and yaw rate are predicted as changes
+from the motion into the step (measured: predicted outright, the network told a training scene's
+speed by its look and ignored the ego state, 3.9 m/s error on held-out scenes against 0.005 in
+training). The loss is the squared error of each action in units of its typical size
+(`action_scales`); validation logs the mean absolute error of each action in its own unit
+(`val/policy/mae_<action>`). `lightning_wm.policies.bc` drives with it.
 Frames are float in [0, 1], `[B, T, V, 3, H, W]`; one encoder is shared by the views.
 """
 
@@ -70,8 +73,9 @@ class BehaviourCloningPolicy(L.LightningModule):
                               f"{list(frames.shape)} ([N, V, 3, H, W])")
         embeds = self.encoder(rearrange(frames, "n v c h w -> (n v) c h w"))
         embeds = rearrange(embeds, "(n v) e -> n (v e)", v=frames.shape[1])
-        ego = torch.stack([speed, yaw_rate], -1) / self.action_scale[self.ego_index]
-        return self.head(torch.cat([embeds, symlog(ego)], -1)) * self.action_scale
+        state = torch.stack([speed, yaw_rate], -1)  # [N, 2]
+        actions = self.head(torch.cat([embeds, symlog(state / self.action_scale[self.ego_index])], -1)) * self.action_scale
+        return actions.index_add(1, torch.tensor(self.ego_index, device=actions.device), state.to(actions.dtype))
 
     def _pairs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(predicted, logged) actions [B*(T-1), A] of steps 1..T-1 of every window."""
