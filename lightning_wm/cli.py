@@ -1,6 +1,6 @@
 """The `lwm` command: one entry point, a sub-command per job, Hydra overrides on each.
 
-User errors (`LwmError`) print one line and exit 1; anything else is a bug and keeps its
+User errors (`LwmError`) print one line and exit 1 (2 for `lwm regress`, whose 1 is a regression); anything else is a bug and keeps its
 traceback.
 """
 
@@ -13,7 +13,7 @@ from sharding.errors import LwmError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lightning_wm.commands import evaluate, fit, shard, simulate
+    from lightning_wm.commands import evaluate, fit, regress, shard, simulate
 
     parser = argparse.ArgumentParser(
         prog="lwm",
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_parser(commands)
     evaluate.add_parser(commands)
     simulate.add_parser(commands)
+    regress.add_parser(commands)
     shard.add_parsers(commands)
     return parser
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except LwmError as error:
         print(f"lwm {args.command}: error: {error_line(error)}", file=sys.stderr)
-        return 1
+        return getattr(args, "usage_exit", 1)  # `lwm regress` gates CI: 1 means a regression there
     except KeyboardInterrupt:
         print(f"lwm {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -40,15 +40,16 @@ class LearnedSimulator:
 
     bev_threshold: a cell is occupied where the BEV head's probability exceeds it.
     idm: optional frozen IDM (and the view it reads) for the video-implied trajectory beside the head's.
+    latent_eps: noise of this scale on the state after the context (`perturb`; regression suites).
     """
 
     def __init__(self, model: torch.nn.Module, bev_threshold: float = 0.5, seed: int = 0, idm=None,
-                 idm_view: int = 0) -> None:
+                 idm_view: int = 0, latent_eps: float = 0.0) -> None:
         if getattr(model, "bev_head", None) is None:
             raise ConfigError(f"the {type(model).__name__} checkpoint has no BEV head (trained before it existed), so the "
                               "learned simulator cannot score collisions, drivable area or time to collision from its "
                               "own outputs; retrain it with `lwm fit` (this version trains the BEV head)")
-        self.model, self.bev_threshold, self.seed = model.eval(), bev_threshold, seed
+        self.model, self.bev_threshold, self.seed, self.latent_eps = model.eval(), bev_threshold, seed, latent_eps
         self.device = next(model.parameters()).device
         self.motion = ImpliedMotion(idm, idm_view) if idm is not None else None
         self.action_names = list(model.action_names)
@@ -64,7 +65,8 @@ class LearnedSimulator:
         frames = frames_for_policy(episodes.frames.reshape(-1, *episodes.frames.shape[2:]))  # [B*C, V, 3, h, w]
         frames = frames.reshape(batch, context, *frames.shape[1:]).to(device)
         actions = torch.from_numpy(episodes.actions).to(device)
-        state = model.observe(frames, actions[:, :context], generator=generator)
+        state = model.perturb(model.observe(frames, actions[:, :context], generator=generator), self.latent_eps,
+                              generator)
         policy.reset(episodes.info("learned", self.action_names, self.camera_names, self.fps))
         wants_latent = bool(getattr(policy, "wants_latent", False))
         speed_at = self.action_names.index("speed") if "speed" in self.action_names else None

@@ -98,7 +98,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r[key] for r in rows if r.get(key) is not None]
         return float(np.mean(values)) if values else None
 
-    keys = [k for k in rows[0] if k not in ("episode", "simulator")] if rows else []
+    keys = [k for k, v in rows[0].items() if not isinstance(v, str)] if rows else []  # not names (episode, policy...)
     summary: dict[str, Any] = {"episodes": len(rows)}
     summary |= {key: mean(key) for key in keys if key not in RATES.values()}
     summary |= {rate: mean(key) for rate, key in RATES.items()}

@@ -24,8 +24,8 @@ from callbacks.rollout_video import (
     rollout_frames,
     tile_origin,
 )
-from lightning_wm.video_io import VideoLimits, bounded_gif, write_bounded_mp4, write_mp4
 from lightning_wm.cli import main
+from lightning_wm.video_io import VideoLimits, bounded_gif, write_bounded_mp4, write_mp4
 from sharding.errors import ConfigError
 from tests.callbacks.tiny_fit import CONTEXT, SIZE, WINDOW, client_and_run, fit, make_tiny_dataset, workdir_at
 
