@@ -111,3 +111,18 @@ def start_system_metrics(logger: MLFlowLogger, config: LoggerConfig) -> Any:
     )
     monitor.start()
     return monitor
+
+
+def log_report_run(config: LoggerConfig, workdir: Path, name: str, tags: dict[str, str], params: dict[str, Any],
+                   metrics: dict[str, float], config_file: str, report: Path) -> None:
+    """One finished MLflow run for a command's report (`lwm simulate`, `lwm regress`): its config as
+    params and as `config/<config_file>`, its metrics, and the report folder as artifacts."""
+    import yaml
+
+    logger = make_logger(config, workdir, name, tags)
+    logger.log_hyperparams(params)
+    logger.log_metrics(metrics)
+    client = logger.experiment
+    client.log_text(logger.run_id, yaml.safe_dump(params, sort_keys=False), f"config/{config_file}")
+    client.log_artifacts(logger.run_id, str(report))
+    logger.finalize("success")

@@ -158,11 +158,6 @@ def log_to_mlflow(cfg: RegressConfig, cfg_node: Any, workdir: Path, info: dict[s
             "command": shlex.join(["lwm", *sys.argv[1:]]), "simulator_checkpoint": info["sim"],
             "candidate": info["candidate"], "baseline": info["baseline"], "suite": info["suite"],
             "suite_hash": info["suite_hash"]}
-    logger = tracking.make_logger(cfg.logger, workdir, info["regression_run_name"], tags)
-    plain = to_plain(cfg_node)
-    logger.log_hyperparams(plain)
-    logger.log_metrics(report.flat_metrics(report.summaries(runs), sim2sim, runs.roles))
-    client = logger.experiment
-    client.log_text(logger.run_id, yaml.safe_dump(plain, sort_keys=False), "config/regress.yaml")
-    client.log_artifacts(logger.run_id, str(out))
-    logger.finalize("success")
+    metrics = report.flat_metrics(report.summaries(runs), sim2sim, runs.roles)
+    tracking.log_report_run(cfg.logger, workdir, info["regression_run_name"], tags, to_plain(cfg_node), metrics,
+                            "regress.yaml", out)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -237,11 +236,5 @@ def log_to_mlflow(cfg: SimulateConfig, cfg_node: Any, workdir: Path, name: str, 
     tags = {**tracking.git_state(Path(__file__).resolve().parent), "lwm_command": "simulate",
             "command": shlex.join(["lwm", *sys.argv[1:]]), "simulator_checkpoint": info["sim"],
             "policy": info["policy"], "simulators": ",".join(summaries)}
-    logger = tracking.make_logger(cfg.logger, workdir, name, tags)
-    plain = to_plain(cfg_node)
-    logger.log_hyperparams(plain)
-    logger.log_metrics(report.flat_metrics(summaries))
-    client = logger.experiment
-    client.log_text(logger.run_id, yaml.safe_dump(plain, sort_keys=False), "config/simulate.yaml")
-    client.log_artifacts(logger.run_id, str(out))
-    logger.finalize("success")
+    tracking.log_report_run(cfg.logger, workdir, name, tags, to_plain(cfg_node), report.flat_metrics(summaries),
+                            "simulate.yaml", out)

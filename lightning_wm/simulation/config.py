@@ -37,13 +37,19 @@ class SimulateConfig:
     default_camera: str = "front"  # unused by the synthetic world; kept for data configs that set it
 
     def __post_init__(self) -> None:
-        for key, low in (("episodes", 1), ("context", 2), ("horizon", 1), ("batch_size", 1), ("videos", 0)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{key}={value!r} must be an integer >= {low}")
-        if not 0 < self.bev_threshold < 1:
-            raise ConfigError(f"bev_threshold={self.bev_threshold} must be in (0, 1)")
-        if self.device not in DEVICES:
-            raise ConfigError(f"device={self.device!r}; choose one of {list(DEVICES)}")
-        if self.sim == "reference" and not self.reference:
-            self.reference = True  # `sim=reference`: the reference simulator alone
+        check_run_settings(self, ("episodes", 1), ("context", 2), ("horizon", 1), ("batch_size", 1), ("videos", 0))
+
+
+def check_run_settings(cfg: Any, *integers: tuple[str, int]) -> None:
+    """The checks `lwm simulate` and `lwm regress` share: integer keys >= their floor, the BEV
+    threshold, the device; `sim=reference` turns the reference simulator on."""
+    for key, low in integers:
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{key}={value!r} must be an integer >= {low}")
+    if not 0 < cfg.bev_threshold < 1:
+        raise ConfigError(f"bev_threshold={cfg.bev_threshold} must be in (0, 1)")
+    if cfg.device not in DEVICES:
+        raise ConfigError(f"device={cfg.device!r}; choose one of {list(DEVICES)}")
+    if cfg.sim == "reference" and not cfg.reference:
+        cfg.reference = True  # `sim=reference`: the reference simulator alone

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datamodules.shard_datamodule import ShardDataConfig
-from lightning_wm.simulation.config import DEVICES
+from lightning_wm.simulation.config import check_run_settings
 from lightning_wm.simulation.scoring import ScoringConfig
 from lightning_wm.testing.suites import SuiteConfig
 from lightning_wm.tracking import LoggerConfig
@@ -40,16 +40,7 @@ class RegressConfig:
     def __post_init__(self) -> None:
         if self.episodes is not None and (isinstance(self.episodes, bool) or self.episodes < 1):
             raise ConfigError(f"episodes={self.episodes!r} must be an integer >= 1 (or null: the whole suite)")
-        for key, low in (("batch_size", 1), ("videos", 0)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{key}={value!r} must be an integer >= {low}")
-        if not 0 < self.bev_threshold < 1:
-            raise ConfigError(f"bev_threshold={self.bev_threshold} must be in (0, 1)")
-        if self.device not in DEVICES:
-            raise ConfigError(f"device={self.device!r}; choose one of {list(DEVICES)}")
-        if self.sim == "reference" and not self.reference:
-            self.reference = True
+        check_run_settings(self, ("batch_size", 1), ("videos", 0))
 
     # what the simulator builders of `lwm simulate` read
     @property

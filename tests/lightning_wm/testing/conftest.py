@@ -1,12 +1,3 @@
-"""The regression tests run tiny episodes: one torch thread each."""
+"""The regression tests run tiny episodes: one torch thread each, as the simulation tests."""
 
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from tests.lightning_wm.simulation.conftest import one_thread  # noqa: F401
