@@ -85,19 +85,18 @@ def extra_policy(entry: Any, index: int) -> dict[str, Any]:
     raise ConfigError(f"extra_policies[{index}]={entry!r} must be a policy name or {{_target_: module.Class, ...}}")
 
 
-def suite_batches(cfg: RegressConfig, suite: Suite, dataset, sims) -> tuple[list[EpisodeBatch], float, Suite]:
-    """The suite's episodes as batches (synthetic logs, or shard val windows), fps, the suite as run."""
+def suite_batches(cfg: RegressConfig, suite: Suite, dataset, sims) -> tuple[list[EpisodeBatch], float]:
+    """The suite's episodes as batches (synthetic logs, or shard val windows) and the fps."""
     if suite.source == "shards":
         count = cfg.episodes or int(suite.config.episodes)
         view = SimpleNamespace(data=cfg.data, context=suite.config.context, horizon=suite.config.horizon,
                                episodes=count, batch_size=cfg.batch_size)
         batches, fps = shard_episodes(view, sims.cameras, sims.actions)
-        return batches, fps, suite
-    suite = suite.first(cfg.episodes)
+        return batches, fps
     logs = [record_log(e.spec, dataset) for e in suite.episodes]
     views = [list(dataset.rig.camera_names).index(c) for c in sims.cameras]
     return ([batch_from_logs(logs[i: i + cfg.batch_size], sims.actions, views)
-             for i in range(0, len(logs), cfg.batch_size)], dataset.world.fps, suite)
+             for i in range(0, len(logs), cfg.batch_size)], dataset.world.fps)
 
 
 def run_regress(args: argparse.Namespace) -> int:
@@ -121,8 +120,8 @@ def run_regress(args: argparse.Namespace) -> int:
     policies = {role: SuitePolicy(policy_spec(c), build_policy(c)) for role, c in configs.items()}
 
     start = time.perf_counter()
-    suite = resolve_suite(cfg.suite, dataset if cfg.suite.select != "shards" else None)
-    batches, fps, suite = suite_batches(cfg, suite, dataset, sims)
+    suite = resolve_suite(cfg.suite, dataset if cfg.suite.select != "shards" else None, cfg.episodes)
+    batches, fps = suite_batches(cfg, suite, dataset, sims)
     prepared = time.perf_counter() - start
     simulators = {k: s for k, s in (("learned", sims.learned), ("reference", sims.reference)) if s is not None}
     runs = run_suite(simulators, batches, policies, cfg.suite.perturbations, sims.grid, cfg.scoring, fps,

@@ -204,15 +204,17 @@ def window_types(scan: SceneScan, start: int, context: int, horizon: int, sharp_
     """The scenario types an episode starting at `start` holds: event types inside its closed-loop
     steps, lighting and weather for the whole scene."""
     first, end = start + context - 1, start + context + horizon - 1
-    types = [k for k in EVENT_TYPES if ((event_steps(scan, k, sharp_curvature) >= first)
-                                        & (event_steps(scan, k, sharp_curvature) < end)).any()]
+    steps = {k: event_steps(scan, k, sharp_curvature) for k in EVENT_TYPES}
+    types = [k for k, at in steps.items() if ((at >= first) & (at < end)).any()]
     types += [scan.lighting] if scan.lighting == "night" else []
     types += [scan.weather] if scan.weather in ("fog", "rain") else []
     return tuple(t for t in SCENARIO_TYPES if t in types)
 
 
-def resolve_suite(cfg: SuiteConfig, dataset: SyntheticDatasetConfig | None) -> Suite:
-    """The episodes of `cfg` on the synthetic `dataset` (None: shards, resolved by the data)."""
+def resolve_suite(cfg: SuiteConfig, dataset: SyntheticDatasetConfig | None, limit: int | None = None) -> Suite:
+    """The episodes of `cfg` on the synthetic `dataset` (None: shards, resolved by the data);
+    `limit`: only the first so many (`clean` and `all` stop scanning there, the same episodes as
+    cutting the whole suite)."""
     if cfg.select == "shards" or dataset is None:
         if dataset is not None and cfg.select != "shards":
             raise ConfigError(f"suite {cfg.name}: select={cfg.select} needs the synthetic world")
@@ -223,16 +225,16 @@ def resolve_suite(cfg: SuiteConfig, dataset: SyntheticDatasetConfig | None) -> S
                           f"synthetic scenes of {dataset.world.steps} steps")
     source = f"synthetic world seed {dataset.seed}, scenes from {dataset.train_scenes}"
     if not isinstance(cfg.episodes, int):  # an explicit list
-        return Suite(cfg, explicit_episodes(cfg, dataset, latest), source)
+        return Suite(cfg, explicit_episodes(cfg, dataset, latest), source).first(limit)
     count = int(cfg.episodes)
     if count < 1:
         raise ConfigError(f"suite {cfg.name}: episodes={count} must be >= 1")
-    if cfg.select == "long_tail":
-        return Suite(cfg, long_tail_episodes(cfg, dataset, latest), source)
+    if cfg.select == "long_tail":  # its episodes depend on every type's count: resolve all, then cut
+        return Suite(cfg, long_tail_episodes(cfg, dataset, latest), source).first(limit)
     rng = np.random.default_rng(cfg.seed)
-    episodes, first = [], dataset.train_scenes
+    episodes, first, wanted = [], dataset.train_scenes, min(count, limit or count)
     for index in range(first, first + cfg.scan_scenes):
-        if len(episodes) == count:
+        if len(episodes) == wanted:
             break
         start, seed = int(rng.integers(0, latest + 1)), scene_seed(dataset.seed, index)
         scan = scan_scene(seed, dataset)
@@ -241,7 +243,7 @@ def resolve_suite(cfg: SuiteConfig, dataset: SyntheticDatasetConfig | None) -> S
             continue
         types = window_types(scan, start, cfg.context, cfg.horizon, cfg.sharp_curvature)
         episodes.append(SuiteEpisode(spec(dataset, index, start, cfg), types))
-    if len(episodes) < count:
+    if len(episodes) < wanted:
         raise ConfigError(f"suite {cfg.name}: only {len(episodes)} of {cfg.scan_scenes} held-out scenes qualify "
                           f"({cfg.select}); raise suite.scan_scenes or lower suite.episodes={count}")
     return Suite(cfg, episodes, source)
