@@ -23,6 +23,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
+from datamodules.shard_set import open_shard_set
 from lightning_wm import tracking
 from lightning_wm.commands.evaluate import pick_device
 from lightning_wm.commands.simulate import (
@@ -85,18 +86,22 @@ def extra_policy(entry: Any, index: int) -> dict[str, Any]:
     raise ConfigError(f"extra_policies[{index}]={entry!r} must be a policy name or {{_target_: module.Class, ...}}")
 
 
-def suite_batches(cfg: RegressConfig, suite: Suite, dataset, sims) -> tuple[list[EpisodeBatch], float]:
-    """The suite's episodes as batches (synthetic logs, or shard val windows) and the fps."""
+def suite_batches(cfg: RegressConfig, suite: Suite, dataset, sims) -> tuple[list[EpisodeBatch], float, Suite]:
+    """The suite's episodes as batches (synthetic logs, or shard val windows), the fps, and the suite
+    (for shards: its source now names the dataset's fingerprint and the windows, so the hash does)."""
     if suite.source == "shards":
         count = cfg.episodes or int(suite.config.episodes)
         view = SimpleNamespace(data=cfg.data, context=suite.config.context, horizon=suite.config.horizon,
                                episodes=count, batch_size=cfg.batch_size)
         batches, fps = shard_episodes(view, sims.cameras, sims.actions)
-        return batches, fps
+        fingerprint = open_shard_set(cfg.data.path).manifest.fingerprint
+        source = (f"val windows of {cfg.data.path} (dataset {fingerprint}): {sum(len(b.names) for b in batches)} of "
+                  f"{suite.config.context} + {suite.config.horizon} steps, cameras {sims.cameras}")
+        return batches, fps, Suite(suite.config, [], source)
     logs = [record_log(e.spec, dataset) for e in suite.episodes]
     views = [list(dataset.rig.camera_names).index(c) for c in sims.cameras]
     return ([batch_from_logs(logs[i: i + cfg.batch_size], sims.actions, views)
-             for i in range(0, len(logs), cfg.batch_size)], dataset.world.fps)
+             for i in range(0, len(logs), cfg.batch_size)], dataset.world.fps, suite)
 
 
 def run_regress(args: argparse.Namespace) -> int:
@@ -121,7 +126,7 @@ def run_regress(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     suite = resolve_suite(cfg.suite, dataset if cfg.suite.select != "shards" else None, cfg.episodes)
-    batches, fps = suite_batches(cfg, suite, dataset, sims)
+    batches, fps, suite = suite_batches(cfg, suite, dataset, sims)
     prepared = time.perf_counter() - start
     simulators = {k: s for k, s in (("learned", sims.learned), ("reference", sims.reference)) if s is not None}
     runs = run_suite(simulators, batches, policies, cfg.suite.perturbations, sims.grid, cfg.scoring, fps,

@@ -62,8 +62,8 @@ def policy_spec(config: Any) -> str:
     values = dict(config or {})
     target = values.pop("_target_", None)
     if not target:
-        raise ConfigError("policy has no _target_; pick policy=log_replay|constant_velocity|lane_keeping|bc or set "
-                          "policy._target_=module.Class")
+        raise ConfigError("policy has no _target_; pick policy=log_replay|constant_velocity|lane_keeping|bc|speed_up "
+                          "or set policy._target_=module.Class")
     return f"{target}({', '.join(f'{k}={v}' for k, v in values.items())})"
 
 

@@ -36,6 +36,7 @@ class RegressConfig:
     out: str | None = None
     runs_dir: str = "lwm_runs"
     device: str = "auto"
+    default_camera: str = "front"  # set by conf/data/{nuscenes,waymo}.yaml; the simulators take the model's cameras
 
     def __post_init__(self) -> None:
         if self.episodes is not None and (isinstance(self.episodes, bool) or self.episodes < 1):

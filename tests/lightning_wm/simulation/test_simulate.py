@@ -108,7 +108,7 @@ def test_a_policy_from_the_working_directory_drives_with_its_keyword_arguments(s
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    (["policy=nope"], r"no config 'policy/nope'; choices for policy: bc, constant_velocity, lane_keeping, log_replay"),
+    (["policy=nope"], r"no config 'policy/nope'; choices for policy: bc, constant_velocity, lane_keeping, log_replay, speed_up"),
     (["policy._target_=not_a_module.Policy"], r"policy._target_=not_a_module.Policy: cannot import it \(module "
                                               r"'not_a_module', searched sys.path"),
     (["policy=lane_keeping", "policy.lookahead=3"], r"unexpected keyword argument 'lookahead'"),

@@ -1,6 +1,7 @@
 """`lwm fit data=nuscenes data.path=OUT` trains on shards made by `lwm shard nuscenes` (tiny model, few steps)."""
 
 import json
+import xml.etree.ElementTree as ET
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -46,16 +47,24 @@ def test_fit_trains_on_nuscenes_shards_with_the_front_camera(shards, tmp_path, m
     assert client.get_metric_history(run.info.run_id, "train/loss/total")[-1].step >= 3
 
 
-def test_evaluate_scores_a_checkpoint_trained_on_nuscenes_shards(shards, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def fitted(shards, tmp_path_factory):
+    """A world model and an IDM, both fit on the fixture's CAM_FRONT: (world ckpt, idm ckpt)."""
+    root = tmp_path_factory.mktemp("nuscenes-models")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        for family in (TINY_IDM, TINY):
+            patch.delenv("LWM_RUN_NAME", raising=False)
+            assert main(["fit", "data=nuscenes", f"data.path={shards}", *family]) == 0
+    return (next((root / "lwm_runs").glob("single_cam-*/checkpoints/last.ckpt")),
+            next((root / "lwm_runs").glob("idm-*/checkpoints/last.ckpt")))
+
+
+def test_evaluate_scores_a_checkpoint_trained_on_nuscenes_shards(shards, fitted, tmp_path):
     """The whole evaluation path on real-loader data: world model and IDM both fit on the
     nuScenes-layout fixture's CAM_FRONT, then `lwm evaluate` reads generated video with the IDM."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    for family in (TINY_IDM, TINY):
-        monkeypatch.delenv("LWM_RUN_NAME", raising=False)
-        assert main(["fit", "data=nuscenes", f"data.path={shards}", *family]) == 0
-    world = next((tmp_path / "lwm_runs").glob("single_cam-*/checkpoints/last.ckpt"))
-    idm = next((tmp_path / "lwm_runs").glob("idm-*/checkpoints/last.ckpt"))
+    world, idm = fitted
     out = tmp_path / "report"
     # 16-step chunks: 4 context frames + 1 s at 10 Hz fit
     assert main(["evaluate", "data=nuscenes", f"data.path={shards}", f"ckpt={world}", f"idm_ckpt={idm}",
@@ -66,3 +75,27 @@ def test_evaluate_scores_a_checkpoint_trained_on_nuscenes_shards(shards, tmp_pat
     assert all(v >= 0 for v in results["trajectory"]["idm_on_ground_truth"].values())
     assert 0 <= results["action_following"]["generated"]["accuracy"] <= 1
     assert "| 1s |" in (out / "summary.md").read_text()
+
+
+def test_regress_runs_a_suite_of_nuscenes_val_windows_in_the_learned_simulator(shards, fitted, tmp_path, capsys):
+    """`suite=from_shards`: the real loader's val windows become the suite, scored by the world model
+    alone, DAC unscored (the shards carry no road geometry); the reference world is refused."""
+    world, _ = fitted
+    out = tmp_path / "report"
+    common = ["regress", "data=nuscenes", f"data.path={shards}", f"sim={world}", "suite=from_shards",
+              "suite.context=4", "logger=none", "videos=0"]
+    assert main([*common, f"out={out}", "suite.horizon=10"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    info = metrics["info"]
+    assert info["simulators"] == ["learned"] and info["episode_source"].startswith(f"val windows of {shards} (dataset ")
+    assert len(rows) == info["episodes"] >= 1 and all(r["dac"] is None for r in rows)
+    assert all(r["episode"].startswith("val-") and r["pdms"] is not None for r in rows)
+    cases = {f"{c.get('classname')}.{c.get('name')}" for c in ET.parse(out / "junit.xml").getroot().iter("testcase")}
+    assert {"thresholds.learned.nominal_collision_rate", "candidate_vs_baseline.learned.none/pdms"} <= cases
+    # the suite's hash names the data and the windows: shorter windows are another suite
+    assert main([*common, f"out={tmp_path / 'short'}", "suite.horizon=8"]) == 0
+    assert json.loads((tmp_path / "short" / "metrics.json").read_text())["info"]["suite_hash"] != info["suite_hash"]
+    capsys.readouterr()
+    assert main([*common, f"out={tmp_path / 'refused'}", "suite.horizon=10", "reference=true"]) == 2
+    assert "re-creates synthetic scenes only" in capsys.readouterr().err and not (tmp_path / "refused").exists()
