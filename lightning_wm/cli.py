@@ -13,7 +13,7 @@ from sharding.errors import LwmError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lightning_wm.commands import evaluate, fit, regress, shard, simulate
+    from lightning_wm.commands import evaluate, fit, regress, shard, simulate, stress
 
     parser = argparse.ArgumentParser(
         prog="lwm",
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(commands)
     simulate.add_parser(commands)
     regress.add_parser(commands)
+    stress.add_parser(commands)
     shard.add_parsers(commands)
     return parser
 

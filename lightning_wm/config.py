@@ -43,6 +43,7 @@ def register_configs() -> None:
     from lightning_wm.run_config import FitConfig, TrainerConfig
     from lightning_wm.simulation.config import SimulateConfig
     from lightning_wm.testing.config import RegressConfig
+    from lightning_wm.testing.stress.config import StressConfig
     from lightning_wm.testing.suites import SuiteConfig
     from lightning_wm.tracking import LoggerConfig
 
@@ -55,6 +56,7 @@ def register_configs() -> None:
     store.store(name="evaluate_schema", node=EvaluateConfig)
     store.store(name="simulate_schema", node=SimulateConfig)
     store.store(name="regress_schema", node=RegressConfig)
+    store.store(name="stress_schema", node=StressConfig)
     store.store(group="suite", name="suite_schema", node=SuiteConfig)
     store.store(group="data", name="shard_data_schema", node=ShardDataConfig)
     store.store(group="trainer", name="trainer_schema", node=TrainerConfig)

@@ -50,8 +50,9 @@ class RolloutModel(Protocol):
         """states [B, H] -> frames [B, H, V, 3, H, W] in [0, 1]."""
         ...
 
-    def perturb(self, state: Any, eps: float, generator: torch.Generator | None = None) -> Any:
-        """state (batch [B]) -> the same state with latent noise of scale `eps`; eps=0: unchanged."""
+    def perturb(self, state: Any, eps: float | torch.Tensor, generator: torch.Generator | None = None) -> Any:
+        """state (batch [B]) -> the same state with latent noise of scale `eps` (a float, or a tensor
+        [B]: one scale per episode); eps=0: unchanged."""
         ...
 
     def ego_motion(self, states: Any) -> torch.Tensor:

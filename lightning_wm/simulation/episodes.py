@@ -11,7 +11,7 @@ Poses are (x, y, yaw) in the ego frame of the last context step unless said othe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import simplejpeg
@@ -21,17 +21,51 @@ from sharding.errors import ConfigError
 from sharding.synthetic import ACTION_NAMES, ScriptedDriver, SyntheticWorld
 from sharding.synthetic.scene import realised_motion
 from sharding.synthetic.source import SyntheticDatasetConfig, scene_seed
+from sharding.synthetic.weather import LIGHTINGS, WEATHERS
+
+AGENT_KINDS = ("vehicle", "pedestrian")
+
+
+@dataclass(frozen=True)
+class InjectedAgent:
+    """An agent added to an episode's scene (`SyntheticWorld.inject_agent` says how it moves).
+
+    kind: vehicle | pedestrian; ahead_m / lateral_m: along and across the road from the ego when it
+    appears (+ left); speed_mps; heading_rad: from the road's direction (+ left); step: the
+    context step (0 .. C-1) at which it appears, before that step's frame is rendered.
+    """
+
+    kind: str
+    ahead_m: float
+    lateral_m: float
+    speed_mps: float
+    heading_rad: float
+    step: int
+
+
+@dataclass(frozen=True)
+class SceneEdit:
+    """What a stress test changes in a scene before its episode starts: lighting and weather (None:
+    the scene's own) and an injected agent. Recording the episode's log re-renders the context with
+    the edit, and the reference world branches from the edited scene, so both simulators start
+    from it; the road, the ego and the other traffic stay those of the scene."""
+
+    lighting: str | None = None
+    weather: str | None = None
+    agent: InjectedAgent | None = None
 
 
 @dataclass(frozen=True)
 class EpisodeSpec:
-    """One episode of a synthetic scene: the world's seed, the scene's name, where it starts."""
+    """One episode of a synthetic scene: the world's seed, the scene's name, where it starts, and an
+    optional edit of the scene (stress tests)."""
 
     scene_id: str  # as in the shards, e.g. synth-0-00064
     seed: int  # SyntheticWorld / ScriptedDriver seed
     start: int  # first context step within the scene
     context: int  # C
     horizon: int  # H
+    edit: SceneEdit | None = None
 
     @property
     def name(self) -> str:
@@ -101,9 +135,45 @@ def pad_agents(rows: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+def check_edit(spec: EpisodeSpec) -> None:
+    """One line naming the field of a scene edit that cannot be applied."""
+    edit = spec.edit
+    if edit is None:
+        return
+    if edit.lighting is not None and edit.lighting not in LIGHTINGS:
+        raise ConfigError(f"edit.lighting={edit.lighting!r}; choose one of {list(LIGHTINGS)} (or None: the scene's)")
+    if edit.weather is not None and edit.weather not in WEATHERS:
+        raise ConfigError(f"edit.weather={edit.weather!r}; choose one of {list(WEATHERS)} (or None: the scene's)")
+    agent = edit.agent
+    if agent is not None:
+        if agent.kind not in AGENT_KINDS:
+            raise ConfigError(f"edit.agent.kind={agent.kind!r}; choose one of {list(AGENT_KINDS)}")
+        if not 0 <= agent.step < spec.context:
+            raise ConfigError(f"edit.agent.step={agent.step} is outside the context steps 0..{spec.context - 1}")
+
+
+def scene_world(spec: EpisodeSpec, dataset: SyntheticDatasetConfig) -> SyntheticWorld:
+    """The scene's world at step 0, with the edit's lighting and weather (the rest of the scene's
+    atmosphere kept: an edit of only one of them keeps the scene's own other one)."""
+    edit = spec.edit
+    if edit is None or (edit.lighting is None and edit.weather is None):
+        return SyntheticWorld(dataset.world, dataset.rig, spec.seed)
+    own = SyntheticWorld(dataset.world, dataset.rig, spec.seed).atmosphere
+    world = replace(dataset.world, lighting=edit.lighting or own.lighting, weather=edit.weather or own.weather)
+    return SyntheticWorld(world, dataset.rig, spec.seed)
+
+
+def inject_at(world: SyntheticWorld, spec: EpisodeSpec, t: int) -> None:
+    """Spawn the edit's agent when the episode reaches its context step `t`."""
+    agent = spec.edit.agent if spec.edit is not None else None
+    if agent is not None and agent.step == t:
+        world.inject_agent(agent.kind, agent.ahead_m, agent.lateral_m, agent.speed_mps, agent.heading_rad)
+
+
 def drive_to_branch(spec: EpisodeSpec, dataset: SyntheticDatasetConfig) -> tuple[SyntheticWorld, ScriptedDriver]:
     """The scene's world and driver at the start of its first context step (nothing rendered)."""
-    world = SyntheticWorld(dataset.world, dataset.rig, spec.seed)
+    check_edit(spec)
+    world = scene_world(spec, dataset)
     driver = ScriptedDriver(spec.seed)
     for _ in range(spec.start):
         world.step(*driver.act(world))
@@ -116,6 +186,7 @@ def record_log(spec: EpisodeSpec, dataset: SyntheticDatasetConfig) -> EpisodeLog
     steps = spec.context + spec.horizon
     frames, poses, road, agents, controls, s = [], [], [], [], [], []
     for t in range(steps):
+        inject_at(world, spec, t)
         if t < spec.context:
             frames.append(world.render())
         poses.append(world.ego_pose())
@@ -130,15 +201,19 @@ def record_log(spec: EpisodeSpec, dataset: SyntheticDatasetConfig) -> EpisodeLog
     speed, yaw_rate = realised_motion(world_from_ego, world.dt)
     actions = np.column_stack([np.append(speed, speed[-1]), np.append(yaw_rate, yaw_rate[-1]), np.array(controls)])
     assert actions.shape[1] == len(ACTION_NAMES), actions.shape
+    info = world.describe() | ({"edit": asdict(spec.edit)} if spec.edit is not None else {})
     return EpisodeLog(spec, jpeg_round_trip(np.stack(frames), dataset.jpeg_quality), actions.astype(np.float32),
                       relative_poses(world_from_ego, world_from_ego[spec.context - 1]), np.stack(road),
-                      pad_agents(agents), float(s[-1] - s[spec.context - 1]), world.describe())
+                      pad_agents(agents), float(s[-1] - s[spec.context - 1]), info)
 
 
 def branch_world(spec: EpisodeSpec, dataset: SyntheticDatasetConfig) -> SyntheticWorld:
-    """The world at the last context step (the scripted driver drove the context), ready for a policy."""
+    """The world at the last context step (the scripted driver drove the context), ready for a policy;
+    an edit's agent is spawned at the same step as in `record_log`."""
     world, driver = drive_to_branch(spec, dataset)
-    for _ in range(spec.context - 1):
+    for t in range(spec.context - 1):
+        inject_at(world, spec, t)
         world.step(*driver.act(world))
+    inject_at(world, spec, spec.context - 1)
     return world
 

@@ -13,6 +13,7 @@ episode by episode: each draws its latent samples from a generator of its own.
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,6 +34,16 @@ def episode_seed(seed: int, name: str) -> int:
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
     """float [..., 3, h, w] in [0, 1] -> uint8 [..., h, w, 3]."""
     return (frames.clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
+
+
+@dataclass
+class LatentNoise:
+    """Per-episode latent noise (a stress search's): scale eps [B] on the state before closed-loop
+    step `step` [B] (0: right after the context), drawn from a generator per episode of its own
+    (seeded by the run seed and the episode's name), so an episode replays the same in any batch."""
+
+    eps: torch.Tensor
+    step: torch.Tensor
 
 
 class LearnedSimulator:
@@ -57,7 +68,8 @@ class LearnedSimulator:
         self.fps = float(model.fps or 10.0)
 
     @torch.no_grad()
-    def run(self, episodes: EpisodeBatch, policy: Policy, policy_name: str, record_frames: bool = False) -> SimRollout:
+    def run(self, episodes: EpisodeBatch, policy: Policy, policy_name: str, record_frames: bool = False,
+            latent: LatentNoise | None = None) -> SimRollout:
         model, device = self.model, self.device
         batch, context, horizon = len(episodes.names), episodes.context, episodes.horizon
         # one generator per episode: an episode's latent samples do not depend on what it is batched with
@@ -75,8 +87,14 @@ class LearnedSimulator:
         into = actions[:, context - 2] if context > 1 else torch.zeros_like(actions[:, 0])
         speed = into[:, speed_at] if speed_at is not None else torch.zeros(batch, device=device)
         yaw_rate = into[:, yaw_at] if yaw_at is not None else torch.zeros(batch, device=device)
+        if latent is not None:
+            noise_from = [torch.Generator(device).manual_seed(episode_seed(self.seed, f"latent:{name}"))
+                          for name in episodes.names]
+            eps, noise_step = latent.eps.to(device), latent.step.to(device)
         motions, occupancy, hazard, taken, seen, video = [], [], [], [], [], []
         for step in range(horizon):
+            if latent is not None:  # every episode draws at every step: its stream is its own
+                state = model.perturb(state, eps * (noise_step == step), noise_from)
             observation = Observation(current, speed, yaw_rate, step, latent=state if wants_latent else None)
             if record_frames:
                 seen.append(to_uint8(current))

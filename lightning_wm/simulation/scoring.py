@@ -201,10 +201,12 @@ def score(outcome: Outcome, log_poses: torch.Tensor, log_progress_m: torch.Tenso
     pdms = nc * dac_factor * (5 * ttc + 5 * ep + 2 * comfortable) / 12
     first = torch.where(collision.any(1), collision.double().argmax(1).double() + 1, torch.full((batch,), math.nan,
                                                                                                 dtype=torch.float64))
+    left = torch.where(off_road.any(1) & outcome.drivable_known, off_road.double().argmax(1).double() + 1,
+                       torch.full((batch,), math.nan, dtype=torch.float64))
     scores = {"pdms": pdms, "nc": nc, "dac": dac, "ttc": ttc, "ep": ep, "comfort": comfortable,
               "collision": collision.any(1).double(), "at_fault_collision": at_fault.any(1).double(),
               "off_road": torch.where(outcome.drivable_known, off_road.any(1).double(), dac),
-              "first_collision_step": first, "progress_m": outcome.progress_m.double()}
+              "first_collision_step": first, "first_off_road_step": left, "progress_m": outcome.progress_m.double()}
     for seconds in config.l2_horizons_s:
         k = round(seconds * fps)
         if k <= horizon:

@@ -198,6 +198,10 @@ class Pedestrians:
     def __len__(self) -> int:
         return len(self.s)
 
+    def append(self, other: Pedestrians) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
+
     def step(self, dt: float, ego_s: float, ego_speed: float, layout: LaneLayout) -> None:
         """Walk; a crosser steps out when the ego is `cross_when_s` seconds away, and stops
         crossing once past the far kerb."""

@@ -215,6 +215,47 @@ class SyntheticWorld:
         self.vehicles.append(car)
         return track_id
 
+    def inject_agent(self, kind: str, ahead_m: float, lateral_m: float, speed_mps: float, heading_rad: float) -> int:
+        """Add a vehicle or a pedestrian (stress tests) and return its track id. It is placed
+        `ahead_m` along the road from the ego's rear axle (its body centre) and `lateral_m` across
+        the road from the ego's lateral position (+ left), moving at `speed_mps` at `heading_rad`
+        from the road's direction (+ left). It renders, collides and blocks like any other agent.
+
+        vehicle: drives along +s at speed x cos(heading) under IDM car following; a heading other
+        than 0 steers it across the road towards where that heading leads over 10 m of travel
+        (target_d = d + 10 tan(heading), within the carriageway), at the world's lane-change rate
+        (at most 1.3 m/s sideways): a swerve or cut-in. Speed 0: a stopped car.
+        pedestrian: walks at (speed cos(heading), speed sin(heading)) along and across the road,
+        speed at most 3 m/s, ignoring the crossing script; it blocks traffic and stops once past
+        the far kerb, like a crossing walker.
+        """
+        s, d = self.ego_frenet()
+        s, d = s + ahead_m, d + lateral_m
+        track_id = self._next_track_id
+        self._next_track_id += 1
+        if kind == "vehicle":
+            layout = self.road.layout
+            centres = layout.lane_center(np.arange(layout.lanes))
+            target = float(np.clip(d + 10.0 * math.tan(max(min(heading_rad, 1.4), -1.4)), centres.min(), centres.max()))
+            speed = max(speed_mps * math.cos(heading_rad), 0.0)
+            self.vehicles.append(Vehicles(
+                s=np.array([s]), d=np.array([d]), target_d=np.array([target]), direction=np.array([1.0]),
+                speed=np.array([speed]), desired_speed=np.array([speed]), headway=np.array([1.5]),
+                length=np.array([4.5]), width=np.array([1.85]), height=np.array([1.5]),
+                color=np.array([[0.85, 0.85, 0.1]], np.float32), brake_until=np.array([-1.0]),
+                stopped=np.array([speed == 0.0]), track_id=np.array([track_id])))
+        elif kind == "pedestrian":
+            speed = min(max(speed_mps, 0.0), 3.0)
+            self.pedestrians.append(Pedestrians(
+                s=np.array([s]), d=np.array([d]), speed_s=np.array([speed * math.cos(heading_rad)]),
+                speed_d=np.array([speed * math.sin(heading_rad)]), walk_speed=np.array([speed]),
+                cross_when_s=np.array([np.nan]), height=np.array([1.75]),
+                color=np.array([[0.9, 0.3, 0.1]], np.float32), track_id=np.array([track_id]),
+                crossing=np.array([True])))
+        else:
+            raise ConfigError(f"inject_agent kind={kind!r}; choose vehicle or pedestrian")
+        return track_id
+
     # ----------------------------------------------------------------- queries
     @property
     def num_agents(self) -> int:

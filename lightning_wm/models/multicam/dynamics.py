@@ -116,6 +116,6 @@ class MultiViewRSSM(nn.Module):
             states.append(state)
         return RSSMState.stack(states, dim=1)
 
-    def perturb(self, state: RSSMState, eps: float, generator: Generator = None) -> RSSMState:
+    def perturb(self, state: RSSMState, eps: float | torch.Tensor, generator: Generator = None) -> RSSMState:
         """The RSSM's latent noise (any leading dims); eps=0 returns `state`."""
         return self.rssm.perturb(state, eps, generator)

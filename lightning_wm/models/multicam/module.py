@@ -49,6 +49,7 @@ from lightning_wm.models.multicam.state import (
 from lightning_wm.models.nn.attention import CrossViewAttention, mean_over_views
 from lightning_wm.models.nn.camera_embedding import CameraEmbedding
 from lightning_wm.models.nn.encoders import ImageEncoder
+from lightning_wm.models.nn.rssm import no_noise
 from lightning_wm.models.nn.warp_decoder import WarpDecoder, image_loss
 from lightning_wm.models.world_model import BEV_MAP_STAGE, PSNR_KINDS, WorldModel, commanded_turn
 from sharding.errors import ConfigError
@@ -305,9 +306,9 @@ class MultiCamWorldModel(WorldModel):
                               states.age.flatten(), (states.yaw.flatten(), *calibration))
         return rearrange(images, "(b h v) c x y -> b h v c x y", b=batch, h=horizon).clamp(0, 1)
 
-    def perturb(self, state: MultiCamState, eps: float, generator: torch.Generator | None = None) -> MultiCamState:
+    def perturb(self, state: MultiCamState, eps: float | torch.Tensor, generator: torch.Generator | None = None) -> MultiCamState:
         """Latent noise of scale eps on every view (see `RSSM.perturb`); eps=0 returns `state` itself."""
-        return state if eps == 0 else replace(state, latent=self.dynamics.perturb(state.latent, eps, generator))
+        return state if no_noise(eps) else replace(state, latent=self.dynamics.perturb(state.latent, eps, generator))
 
     def head_features(self, states: MultiCamState) -> torch.Tensor:
         """The fused state the heads read: the mean over views, [B, H, F]."""

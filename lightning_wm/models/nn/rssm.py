@@ -182,22 +182,36 @@ class RSSM(nn.Module):
             states.append(state)
         return RSSMState.stack(states, dim=1)
 
-    def perturb(self, state: RSSMState, eps: float, generator: Generator = None) -> RSSMState:
+    def perturb(self, state: RSSMState, eps: float | torch.Tensor, generator: Generator = None) -> RSSMState:
         """Noise of scale `eps` on a state (any leading dims), for robustness sweeps.
 
         deter gets Gaussian noise of std `eps` (deter lives in [-1, 1]); each categorical is
         replaced by a uniformly random class with probability `eps` (logits are kept).
-        eps=0 returns the state unchanged; eps=1 replaces every categorical.
+        eps=0 returns the state unchanged; eps=1 replaces every categorical. `eps` may also be a
+        tensor [B], one scale per row of the leading (batch) axis (a stress search's episodes).
         """
-        if eps == 0:
+        if no_noise(eps):
             return state
         codes = state.stoch.shape[:-1]  # [..., S]
         noise = draw("randn", state.deter.shape, generator, state.deter.device).to(state.deter)
-        flip = draw("rand", codes, generator, state.stoch.device) < eps
+        flip = draw("rand", codes, generator, state.stoch.device) < per_row(eps, len(codes), state.stoch)
         random_class = draw("randint", codes, generator, state.stoch.device, args=(self.classes,))
         random_one_hot = F.one_hot(random_class, self.classes).to(state.stoch)
         stoch = torch.where(flip.unsqueeze(-1), random_one_hot, state.stoch)
-        return RSSMState(state.deter + eps * noise, stoch, state.logits)
+        return RSSMState(state.deter + per_row(eps, state.deter.dim(), state.deter) * noise, stoch, state.logits)
+
+
+def no_noise(eps: float | torch.Tensor) -> bool:
+    """Whether a perturbation scale (float, or tensor [B] per row) leaves a state as it is: a plain
+    0 only (a tensor of zeros still draws its noise, so each row's random stream stays the same)."""
+    return not torch.is_tensor(eps) and eps == 0
+
+
+def per_row(eps: float | torch.Tensor, dims: int, like: torch.Tensor) -> float | torch.Tensor:
+    """A scale (float, or [B] per leading row) shaped to broadcast over a tensor of `dims` dims."""
+    if not torch.is_tensor(eps):
+        return eps
+    return eps.to(like.device, like.dtype).reshape(-1, *([1] * (dims - 1)))
 
 
 def categorical_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:

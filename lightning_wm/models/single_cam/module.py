@@ -31,7 +31,7 @@ from einops import rearrange
 from datamodules.batch import Batch
 from lightning_wm.geometry import pose_heading, rotation_flow
 from lightning_wm.models.nn.encoders import ImageEncoder
-from lightning_wm.models.nn.rssm import RSSM, RSSMState
+from lightning_wm.models.nn.rssm import RSSM, RSSMState, no_noise
 from lightning_wm.models.nn.warp_decoder import WarpDecoder, image_loss
 from lightning_wm.models.single_cam.config import SingleCamConfig
 from lightning_wm.models.world_model import BEV_MAP_STAGE, WorldModel
@@ -228,11 +228,11 @@ class SingleCamWorldModel(WorldModel):
                               states.reference_maps, index, states.age.flatten(), states.yaw.flatten())
         return rearrange(images, "(b t) c h w -> b t 1 c h w", b=batch).clamp(0, 1)
 
-    def perturb(self, state: SingleCamState, eps: float, generator: torch.Generator | None = None) -> SingleCamState:
+    def perturb(self, state: SingleCamState, eps: float | torch.Tensor, generator: torch.Generator | None = None) -> SingleCamState:
         """Gaussian noise of std eps on deter; each categorical replaced at random with probability eps.
 
         eps=0 returns `state` itself.
         """
-        if eps == 0:
+        if no_noise(eps):
             return state
         return replace(state, latent=self.rssm.perturb(state.latent, eps, generator))
