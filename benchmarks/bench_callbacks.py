@@ -86,7 +86,8 @@ def main() -> None:
 
 def timings_settings(sweep: dict) -> list:
     """Rollouts per sweep: the reference plus one per setting."""
-    return [None, *sweep["latent_eps"], *sweep["action_noise"], *sweep["action_delays"], *sweep["action_clamps"]]
+    return [None, *sweep["latent_eps"], *sweep["action_noise"], *sweep["action_delays"], *sweep["speed_limits"],
+            *sweep["yaw_limits"]]
 
 
 if __name__ == "__main__":

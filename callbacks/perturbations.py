@@ -1,78 +1,75 @@
-"""The perturbations a robustness sweep applies: latent noise on the observed state, and action
-noise, delays and clamps on the commanded future.
+"""The perturbations a robustness sweep applies: points of `lwm stress`'s perturbation space.
 
-Each setting has a name that is safe as an MLflow metric key (letters, digits, `_ . -`;
-MLflow silently drops characters such as `@`), e.g. `latent_eps_0.05`, `action_delay_2`,
-`clamp_yaw_rate_-0.1_0.1`. Actions are `[K, T, A]` windows whose row t is the motion from
-step t to t+1; the imagined steps after a context of C frames use rows C-1 .. T-2.
+One implementation for training-time sweeps and `lwm stress`: each setting moves one coordinate
+of `lightning_wm.testing.stress.space` away from the unperturbed point: latent noise
+(`latent_eps`, on the observed state, `WorldModel.perturb`), action noise (`action_noise`, std
+this fraction of each action's RMS over the clip's context), a delay (`action_delay` steps, the
+motion into the last context step filling the gap), and limits on the commands (`speed_limit_mps`,
+`yaw_limit`: |yaw rate| at most this). The imagined steps' commands (the window's logged actions,
+rows C-1 .. T-2 after a context of C frames) go through the same `StressedPolicy` that
+`lwm stress` wraps a policy in. Values outside the space's bounds are refused, naming the
+coordinate. Setting names are safe MLflow metric keys (letters, digits, `_ . -`; MLflow silently
+drops characters such as `@`): `latent_eps_0.05`, `action_delay_2`, `yaw_limit_0.1`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from lightning_wm.policies.base import EpisodeInfo, Observation
+from lightning_wm.testing.stress.apply import StressedPolicy
+from lightning_wm.testing.stress.space import StressPoint, coordinates
 from sharding.errors import ConfigError
 
-KINDS = ("reference", "latent_noise", "action_noise", "action_delay", "action_clamp")
+KINDS = ("reference", "latent_eps", "action_noise", "action_delay", "speed_limit_mps", "yaw_limit")
+NEEDS_ACTION = {"speed_limit_mps": "speed", "yaw_limit": "yaw_rate"}
+SPACE = {c.name: c for c in coordinates(episodes=1, context=1, horizon=1)}  # the bounds of each coordinate
 
 
 @dataclass(frozen=True)
 class Perturbation:
-    """One sweep setting.
-
-    kind:   one of KINDS; `reference` is the unperturbed rollout every other one is compared with
-    value:  eps (latent_noise), relative std (action_noise), steps (action_delay), None otherwise
-    action, low, high: the clamped action and its range (action_clamp)
-    """
+    """One sweep setting: `kind` (a coordinate of the stress space, or `reference`: the unperturbed
+    rollout every other one is compared with) at `value`."""
 
     kind: str
     value: float | None = None
-    action: str | None = None
-    low: float | None = None
-    high: float | None = None
 
     @property
     def name(self) -> str:
-        if self.kind == "reference":
-            return "unperturbed"
-        if self.kind == "action_clamp":
-            return f"clamp_{self.action}_{self.low:g}_{self.high:g}"
-        prefix = {"latent_noise": "latent_eps", "action_noise": "action_noise", "action_delay": "action_delay"}
-        return f"{prefix[self.kind]}_{self.value:g}"
+        return "unperturbed" if self.kind == "reference" else f"{self.kind}_{self.value:g}"
 
     @property
     def latent_eps(self) -> float:
-        return float(self.value) if self.kind == "latent_noise" else 0.0
+        return float(self.value) if self.kind == "latent_eps" else 0.0
+
+    def point(self) -> StressPoint:
+        """The stress point of this setting: unperturbed but for its coordinate."""
+        if self.kind == "reference":
+            return StressPoint()
+        value = int(self.value) if SPACE[self.kind].discrete else float(self.value)
+        return replace(StressPoint(), **{self.kind: value})
 
 
 REFERENCE = Perturbation("reference")
 
 
 def build_settings(latent_eps: list[float], action_noise: list[float], action_delays: list[int],
-                   action_clamps: list[dict], owner: str) -> list[Perturbation]:
-    """The sweep's settings, reference first; refuses values that make no sense (one line each)."""
+                   speed_limits: list[float], yaw_limits: list[float], owner: str) -> list[Perturbation]:
+    """The sweep's settings, reference first; a value outside the stress space's bounds, a fractional
+    delay or a repeated setting is refused in one line."""
     settings = [REFERENCE]
-    for eps in latent_eps:
-        if not eps >= 0:
-            raise ConfigError(f"{owner}: latent_eps entry {eps} must be >= 0 (noise scale)")
-        settings.append(Perturbation("latent_noise", float(eps)))
-    for std in action_noise:
-        if not std >= 0:
-            raise ConfigError(f"{owner}: action_noise entry {std} must be >= 0 (std relative to each action's RMS)")
-        settings.append(Perturbation("action_noise", float(std)))
-    for delay in action_delays:
-        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
-            raise ConfigError(f"{owner}: action_delays entry {delay!r} must be an integer >= 0 (steps)")
-        settings.append(Perturbation("action_delay", delay))
-    for clamp in action_clamps:
-        clamp = dict(clamp)
-        if set(clamp) != {"action", "low", "high"} or not float(clamp["low"]) < float(clamp["high"]):
-            raise ConfigError(f"{owner}: action_clamps entry {clamp} must be {{action: NAME, low: L, high: H}} "
-                              "with L < H")
-        settings.append(Perturbation("action_clamp", None, str(clamp["action"]), float(clamp["low"]),
-                                     float(clamp["high"])))
+    for kind, values in (("latent_eps", latent_eps), ("action_noise", action_noise), ("action_delay", action_delays),
+                         ("speed_limit_mps", speed_limits), ("yaw_limit", yaw_limits)):
+        c = SPACE[kind]
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not c.low <= value <= c.high:
+                raise ConfigError(f"{owner}: {kind} entry {value!r} is outside the perturbation space's "
+                                  f"[{c.low:g}, {c.high:g}] ({c.help})")
+            if c.discrete and value != int(value):
+                raise ConfigError(f"{owner}: {kind} entry {value!r} must be a whole number ({c.help})")
+            settings.append(Perturbation(kind, float(value)))
     names = [s.name for s in settings]
     if len(set(names)) != len(names):
         raise ConfigError(f"{owner}: settings repeat ({sorted(n for n in set(names) if names.count(n) > 1)}); "
@@ -81,40 +78,40 @@ def build_settings(latent_eps: list[float], action_noise: list[float], action_de
 
 
 def check_actions(settings: list[Perturbation], action_names: list[str] | None, owner: str) -> None:
-    """Clamps must name an action the model is fed."""
+    """A limit needs the action it limits among the model's actions."""
     for setting in settings:
-        if setting.kind == "action_clamp" and (action_names is None or setting.action not in action_names):
-            raise ConfigError(f"{owner}: action_clamps names action {setting.action!r}, but the model's actions are "
-                              f"{action_names}; clamp one of those")
+        needed = NEEDS_ACTION.get(setting.kind)
+        if needed and (action_names is None or needed not in action_names):
+            raise ConfigError(f"{owner}: setting {setting.name} limits action {needed!r}, but the model's actions are "
+                              f"{action_names}; drop the {setting.kind} entries")
 
 
-def future_actions(actions: torch.Tensor, context: int, delay: int = 0) -> torch.Tensor:
-    """Actions [K, T, A] -> the commands of the T-C imagined steps [K, T-C, A], `delay` steps
-    late (the command of step t is the one meant for t - delay; before the window's start, its
-    first action)."""
-    steps = actions.shape[1]
-    index = (torch.arange(context - 1, steps - 1, device=actions.device) - delay).clamp(min=0)
-    return actions[:, index]
+class LoggedCommands:
+    """The window's logged commands of the imagined steps, step by step (a policy that replays them)."""
+
+    def __init__(self, future: torch.Tensor) -> None:
+        self.future = future  # [K, H, A]
+
+    def reset(self, info: EpisodeInfo) -> None:
+        """Nothing to prepare: the commands are given."""
+
+    def act(self, observation: Observation) -> torch.Tensor:
+        return self.future[:, observation.step]
 
 
 def perturbed_actions(setting: Perturbation, actions: torch.Tensor, context: int, action_names: list[str],
-                      generator: torch.Generator) -> torch.Tensor:
-    """The imagined steps' commands under `setting`: actions [K, T, A] -> [K, T-C, A].
-
-    action_noise adds Gaussian noise whose std is `value` times each action's RMS over these
-    commands (so speed and yaw rate are disturbed alike; an all-zero action gets std `value`).
-    """
-    if setting.kind == "action_delay":
-        return future_actions(actions, context, int(setting.value))
-    future = future_actions(actions, context)
-    if setting.kind == "action_noise":
-        scale = future.square().mean(dim=(0, 1)).sqrt()  # [A]
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        noise = torch.randn(future.shape, generator=generator, device=future.device, dtype=future.dtype)
-        return future + noise * scale * setting.value
-    if setting.kind == "action_clamp":
-        clamped = future.clone()
-        index = action_names.index(setting.action)
-        clamped[..., index] = clamped[..., index].clamp(setting.low, setting.high)
-        return clamped
-    return future
+                      seed: int) -> torch.Tensor:
+    """The imagined steps' commands under `setting`: actions [K, T, A] -> [K, T-C, A] (noise drawn
+    per clip from `seed`, so a setting's numbers are the same every sweep)."""
+    future = actions[:, context - 1 : actions.shape[1] - 1]
+    if setting.kind in ("reference", "latent_eps"):
+        return future
+    clips, horizon = future.shape[:2]
+    names = [f"clip{k}" for k in range(clips)]
+    point = setting.point()
+    policy = StressedPolicy(LoggedCommands(future), dict.fromkeys(names, point), action_names, seed)
+    policy.reset(EpisodeInfo("learned", names, list(action_names), [], 1.0, horizon, actions[:, :context].cpu(),
+                             future.cpu()))
+    idle = torch.zeros(clips, device=actions.device)
+    steps = [policy.act(Observation(actions.new_zeros(clips, 1, 3, 1, 1), idle, idle, h)) for h in range(horizon)]
+    return torch.stack(steps, 1).to(actions)

@@ -1,7 +1,7 @@
 """`RobustnessSweepCallback`: how often a rollout survives perturbations, per setting.
 
-On fixed validation clips, each setting (latent noise via `perturb`, action noise, delays,
-clamps; see `perturbations.py`) is rolled out from the same context with the same seeded
+On fixed validation clips, each setting (a coordinate of `lwm stress`'s perturbation space: latent
+noise via `perturb`, action noise, delays, speed and yaw-rate limits; see `perturbations.py`) is rolled out from the same context with the same seeded
 generator as an unperturbed reference. A rollout succeeds when the trajectory it implies
 ends within `threshold_m` of the reference's and its hazard head fires at no step where the
 reference's did not. The implied trajectory is the integrated ego-motion head, or, with
@@ -44,10 +44,6 @@ log = logging.getLogger(__name__)
 OWNER = "RobustnessSweepCallback"
 
 
-def default_clamps() -> list[dict[str, Any]]:
-    return [{"action": "speed", "low": 0.0, "high": 15.0}, {"action": "yaw_rate", "low": -0.1, "high": 0.1}]
-
-
 @dataclass
 class RobustnessSweepConfig:
     """Settings of `RobustnessSweepCallback` (conf/callbacks/default.yaml `robustness_sweep`), checked when built."""
@@ -57,7 +53,8 @@ class RobustnessSweepConfig:
     latent_eps: list[float] = field(default_factory=lambda: [0.01, 0.05, 0.1])  # `perturb` scales
     action_noise: list[float] = field(default_factory=lambda: [0.1, 0.3])  # Gaussian std relative to each action's RMS
     action_delays: list[int] = field(default_factory=lambda: [1, 2])  # commands this many steps late
-    action_clamps: list[dict[str, Any]] = field(default_factory=default_clamps)  # {action, low, high} each
+    speed_limits: list[float] = field(default_factory=lambda: [15.0])  # commanded speed clamped to at most this, m/s
+    yaw_limits: list[float] = field(default_factory=lambda: [0.1])  # commanded |yaw rate| clamped to this, rad/s
     threshold_m: float = 2.0  # success: final position within this many metres of the unperturbed rollout
     hazard_threshold: float = 0.5  # a hazard fires where sigmoid(logit) > this
     at_fit_end: bool = True  # sweep when training ends
@@ -82,9 +79,10 @@ class RobustnessSweepConfig:
         self.latent_eps = [float(v) for v in self.latent_eps]
         self.action_noise = [float(v) for v in self.action_noise]
         self.action_delays = list(self.action_delays)
-        self.action_clamps = [dict(c) for c in self.action_clamps]
-        self.settings = build_settings(self.latent_eps, self.action_noise, self.action_delays, self.action_clamps,
-                                       OWNER)
+        self.speed_limits = [float(v) for v in self.speed_limits]
+        self.yaw_limits = [float(v) for v in self.yaw_limits]
+        self.settings = build_settings(self.latent_eps, self.action_noise, self.action_delays, self.speed_limits,
+                                       self.yaw_limits, OWNER)
 
 
 def score(path: torch.Tensor, fired: torch.Tensor, reference_path: torch.Tensor, reference_fired: torch.Tensor,
@@ -125,7 +123,7 @@ def sweep(model: Any, clips: Clips, context: int, settings: list[Perturbation], 
     def rollout(setting: Perturbation) -> tuple[torch.Tensor, torch.Tensor]:
         noise = torch.Generator(device).manual_seed(config.seed + 1)
         state = model.perturb(observed, setting.latent_eps, generator=noise)
-        commands = perturbed_actions(setting, actions, context, action_names, noise)  # [K, H, A]
+        commands = perturbed_actions(setting, actions, context, action_names, config.seed + 1)  # [K, H, A]
         states = model.imagine(state, commands, generator=torch.Generator(device).manual_seed(config.seed + 2))
         path = integrate(motion(model, states, frames[:, :context]).float())  # [K, H, 3]
         fired = torch.sigmoid(model.hazard_logits(states).float()) > config.hazard_threshold  # [K, H]
@@ -136,8 +134,6 @@ def sweep(model: Any, clips: Clips, context: int, settings: list[Perturbation], 
     for setting in settings:
         success, final, new_hazard = score(*rollout(setting), reference_path, reference_fired, config.threshold_m)
         rows.append({"setting": setting.name, "kind": setting.kind, "value": setting.value,
-                     **({"action": setting.action, "low": setting.low, "high": setting.high}
-                        if setting.kind == "action_clamp" else {}),
                      "success_rate": success.float().mean().item(), "successes": int(success.sum()),
                      "clips": len(clips), "mean_final_deviation_m": final.mean().item(),
                      "max_final_deviation_m": final.max().item(), "new_hazard_rate": new_hazard.float().mean().item()})
@@ -146,7 +142,7 @@ def sweep(model: Any, clips: Clips, context: int, settings: list[Perturbation], 
 
 def plot_rows(rows: list[dict[str, Any]], title: str, path: Path) -> None:
     """Horizontal bars of success rate per setting, coloured by kind (matplotlib Agg, no display)."""
-    colours = dict(zip(KINDS, ("#888888", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"), strict=True))
+    colours = dict(zip(KINDS, ("#888888", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"), strict=True))
     figure = Figure(figsize=(7, 0.35 * len(rows) + 1.4), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -205,7 +201,7 @@ class RobustnessSweepCallback(FixedClipsCallback):
         if not can_run(trainer, pl_module, OWNER):
             self.active = False
             return
-        # Fail before training: a wrong context, clamp or IDM would only show at the end.
+        # Fail before training: a wrong context, limit or IDM would only show at the end.
         self.action_names = (getattr(trainer.datamodule, "action_names", None)
                              or getattr(pl_module, "action_names", None))
         check_actions(self.config.settings, self.action_names, OWNER)

@@ -30,8 +30,8 @@ from callbacks.fixed_clips import (
     mlflow_logger,
     resolve_context,
 )
-from lightning_wm.video_io import VideoLimits, write_video_pair
 from lightning_wm.models.rollout import open_loop
+from lightning_wm.video_io import VideoLimits, write_video_pair
 from sharding.errors import ConfigError
 
 log = logging.getLogger(__name__)

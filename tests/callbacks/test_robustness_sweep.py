@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from callbacks.fixed_clips import Clips
-from callbacks.perturbations import Perturbation, build_settings, check_actions, future_actions, perturbed_actions
+from callbacks.perturbations import Perturbation, build_settings, check_actions, perturbed_actions
 from callbacks.robustness_sweep import (
     ImpliedMotion,
     RobustnessSweepCallback,
@@ -35,44 +35,45 @@ SWEEP = ["callbacks.rollout_video=null", "callbacks.robustness_sweep.every_n_val
          "callbacks.robustness_sweep.latent_eps=[0.05,0.1]", "callbacks.robustness_sweep.action_noise=[0.3]",
          "callbacks.robustness_sweep.action_delays=[1]"]
 SETTINGS = ["unperturbed", "latent_eps_0.05", "latent_eps_0.1", "action_noise_0.3", "action_delay_1",
-            "clamp_speed_0_15", "clamp_yaw_rate_-0.1_0.1"]
+            "speed_limit_mps_15", "yaw_limit_0.1"]
 
 
 # ---- perturbations ----------------------------------------------------------------------------
-def test_delays_shift_the_commands_and_clamps_bound_one_action():
+def test_delays_shift_the_commands_and_limits_bound_one_action():
     actions = torch.arange(8.0)[None, :, None].repeat(1, 1, 2)  # [1, T=8, A=2], row t holds t
     actions[..., 1] *= 0.1
-    assert future_actions(actions, context=4)[0, :, 0].tolist() == [3, 4, 5, 6]  # rows C-1 .. T-2
-    assert future_actions(actions, context=4, delay=2)[0, :, 0].tolist() == [1, 2, 3, 4]
-    # before the window's start: its first row
-    assert future_actions(actions, context=2, delay=3)[0, :, 0].tolist() == [0, 0, 0, 1, 2, 3]
-    clamp = Perturbation("action_clamp", action="yaw_rate", low=-0.1, high=0.45)
-    clamped = perturbed_actions(clamp, actions, 4, NAMES, torch.Generator())
-    assert clamped[0, :, 0].tolist() == [3, 4, 5, 6]  # speed untouched
-    assert clamped[0, :, 1].tolist() == pytest.approx([0.3, 0.4, 0.45, 0.45])
+    assert perturbed_actions(Perturbation("action_delay", 0), actions, 4, NAMES, 0)[0, :, 0].tolist() == [3, 4, 5, 6]
+    late = perturbed_actions(Perturbation("action_delay", 2), actions, 4, NAMES, 0)
+    assert late[0, :, 0].tolist() == [2, 2, 3, 4]  # the motion into the last context step (row C-2) fills the gap
+    limited = perturbed_actions(Perturbation("yaw_limit", 0.45), actions, 4, NAMES, 0)
+    assert limited[0, :, 0].tolist() == [3, 4, 5, 6]  # speed untouched
+    assert limited[0, :, 1].tolist() == pytest.approx([0.3, 0.4, 0.45, 0.45])
+    slow = perturbed_actions(Perturbation("speed_limit_mps", 4.5), actions, 4, NAMES, 0)
+    assert slow[0, :, 0].tolist() == [3, 4, 4.5, 4.5] and slow[0, :, 1].tolist() == pytest.approx([0.3, 0.4, 0.5, 0.6])
 
 
 def test_action_noise_is_relative_per_action_and_seeded():
     actions = torch.stack([torch.full((64, 16), 10.0), torch.full((64, 16), 0.01)], -1)  # speed, yaw_rate
-    noisy = [perturbed_actions(Perturbation("action_noise", 0.2), actions, 4, NAMES, torch.Generator().manual_seed(3))
-             for _ in range(2)]
+    noisy = [perturbed_actions(Perturbation("action_noise", 0.2), actions, 4, NAMES, seed=3) for _ in range(2)]
     assert torch.equal(noisy[0], noisy[1])  # same seed, same noise
-    std = (noisy[0] - future_actions(actions, 4)).std(dim=(0, 1))
+    std = (noisy[0] - actions[:, 3:15]).std(dim=(0, 1))
     assert std[0].item() == pytest.approx(2.0, rel=0.1) and std[1].item() == pytest.approx(0.002, rel=0.1)
 
 
-def test_setting_names_are_safe_mlflow_metric_keys():
-    settings = build_settings([0.05], [0.1], [2], [{"action": "yaw_rate", "low": -0.1, "high": 0.1}], "x")
+def test_settings_are_points_of_the_stress_space_and_their_names_safe_mlflow_keys():
+    settings = build_settings([0.05], [0.1], [2], [15.0], [0.1], "x")
     names = [s.name for s in settings]
-    assert names == ["unperturbed", "latent_eps_0.05", "action_noise_0.1", "action_delay_2", "clamp_yaw_rate_-0.1_0.1"]
+    assert names == ["unperturbed", "latent_eps_0.05", "action_noise_0.1", "action_delay_2", "speed_limit_mps_15",
+                     "yaw_limit_0.1"]
     assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+", n) for n in names)
+    point = settings[4].point()  # the unperturbed point but for its one coordinate
+    assert point.speed_limit_mps == 15.0 and point.latent_eps == 0.0 and point.agent == "none"
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"latent_eps": [-0.1]}, "latent_eps entry -0.1 must be >= 0"),
-    ({"action_delays": [1.5]}, "action_delays entry 1.5 must be an integer >= 0"),
-    ({"action_clamps": [{"action": "speed", "low": 5, "high": 1}]},
-     "must be {action: NAME, low: L, high: H} with L < H"),
+    ({"latent_eps": [-0.1]}, "latent_eps entry -0.1 is outside the perturbation space's [0, 0.3]"),
+    ({"action_delays": [1.5]}, "action_delay entry 1.5 must be a whole number"),
+    ({"yaw_limits": [5.0]}, "yaw_limit entry 5.0 is outside the perturbation space's [0.02, 1]"),
     ({"latent_eps": [0.1, 0.1]}, "settings repeat (['latent_eps_0.1'])"),
     ({"hazard_threshold": 2.0}, "hazard_threshold=2.0 must be a probability in [0, 1]"),
     ({"num_clips": 0}, "num_clips=0 must be an integer >= 1"),
@@ -82,10 +83,11 @@ def test_bad_settings_are_refused_when_built(settings, message):
         RobustnessSweepCallback(**settings)
 
 
-def test_a_clamp_must_name_one_of_the_models_actions():
+def test_a_limit_needs_the_action_it_limits():
     settings = RobustnessSweepConfig().settings
     check_actions(settings, NAMES, "x")
-    with pytest.raises(ConfigError, match=re.escape("names action 'speed', but the model's actions are ['yaw_rate']")):
+    with pytest.raises(ConfigError, match=re.escape("setting speed_limit_mps_15 limits action 'speed', but the "
+                                                    "model's actions are ['yaw_rate']")):
         check_actions(settings, ["yaw_rate"], "x")
 
 
@@ -232,12 +234,12 @@ def test_metrics_match_the_table_at_each_sweep(logged):
     assert [m.step for m in history] == [2, 3]
 
 
-def test_a_clamp_of_an_unknown_action_fails_before_training(logged, capsys):
+def test_a_setting_outside_the_space_fails_before_training(logged, capsys):
     dataset, workdir = logged.dataset, logged.workdir
     with workdir_at(workdir):  # its MLflow store exists already: no table creation to wait for
-        code = fit(dataset, "trainer.max_steps=2", *SWEEP,
-                   "callbacks.robustness_sweep.action_clamps=[{action:steer,low:0,high:1}]")
+        code = fit(dataset, "trainer.max_steps=2", *SWEEP, "callbacks.robustness_sweep.yaw_limits=[5.0]")
     assert code == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lwm fit")]
-    assert lines == ["lwm fit: error: RobustnessSweepCallback: action_clamps names action 'steer', but the model's "
-                     "actions are ['speed', 'yaw_rate']; clamp one of those"]
+    assert len(lines) == 1 and lines[0].startswith(
+        "lwm fit: error: callbacks.robustness_sweep: RobustnessSweepCallback: yaw_limit entry 5.0 is outside the "
+        "perturbation space's [0.02, 1]")

@@ -42,17 +42,19 @@ def latent_noise(points: list[StressPoint]) -> LatentNoise:
 
 
 class StressedPolicy:
-    """`policy` with per-episode action noise, delay, bias and yaw-rate limit (`points` by episode name).
+    """`policy` with per-episode action noise, delay, bias and limits (`points` by episode name).
 
     Noise: std action_noise x each action's RMS over the episode's context; delay: the commands
     reach the car action_delay steps late (the motion into the last context step fills the gap);
-    then the speed and yaw-rate biases, the yaw-rate limit, and the valid ranges (speed >= 0,
-    |yaw rate| <= MAX_YAW_RATE).
+    then the speed and yaw-rate biases, the yaw-rate and speed limits, and the valid ranges
+    (speed >= 0, |yaw rate| <= MAX_YAW_RATE). An action space without speed or yaw_rate gets
+    noise and delay only (the robustness sweep's models may have other actions).
     """
 
     def __init__(self, policy: Policy, points: dict[str, StressPoint], action_names: list[str], seed: int = 0) -> None:
         self.policy, self.points, self.seed = policy, points, seed
-        self.speed_at, self.yaw_at = action_names.index("speed"), action_names.index("yaw_rate")
+        self.speed_at = action_names.index("speed") if "speed" in action_names else None
+        self.yaw_at = action_names.index("yaw_rate") if "yaw_rate" in action_names else None
         self.wants_latent = bool(getattr(policy, "wants_latent", False))
         self.needs_frames = bool(getattr(policy, "needs_frames", True))
 
@@ -65,9 +67,12 @@ class StressedPolicy:
                            for name in info.episode_ids]
         self.delay = torch.tensor([p.action_delay for p in points])
         self.bias = torch.zeros_like(context[:, 0])
-        self.bias[:, self.speed_at] = torch.tensor([p.speed_bias_mps for p in points])
-        self.bias[:, self.yaw_at] = torch.tensor([p.yaw_bias for p in points])
+        if self.speed_at is not None:
+            self.bias[:, self.speed_at] = torch.tensor([p.speed_bias_mps for p in points])
+        if self.yaw_at is not None:
+            self.bias[:, self.yaw_at] = torch.tensor([p.yaw_bias for p in points])
         self.yaw_limit = torch.tensor([p.yaw_limit for p in points])
+        self.speed_limit = torch.tensor([p.speed_limit_mps for p in points])
         self.history = [context[:, -2]] * int(self.delay.max()) if len(points) else []  # before the first command
         self.rows = torch.arange(len(points))
 
@@ -82,7 +87,9 @@ class StressedPolicy:
         latest = len(self.history) - 1
         delayed = torch.stack([self.history[latest - int(d)][b] for b, d in zip(self.rows, self.delay)])
         delayed = delayed + self.bias
-        limit = torch.minimum(self.yaw_limit, torch.tensor(MAX_YAW_RATE))
-        delayed[:, self.yaw_at] = torch.maximum(torch.minimum(delayed[:, self.yaw_at], limit), -limit)
-        delayed[:, self.speed_at] = delayed[:, self.speed_at].clamp(min=0.0)
+        if self.yaw_at is not None:
+            limit = torch.minimum(self.yaw_limit, torch.tensor(MAX_YAW_RATE))
+            delayed[:, self.yaw_at] = torch.maximum(torch.minimum(delayed[:, self.yaw_at], limit), -limit)
+        if self.speed_at is not None:
+            delayed[:, self.speed_at] = torch.minimum(delayed[:, self.speed_at].clamp(min=0.0), self.speed_limit)
         return delayed.to(device)

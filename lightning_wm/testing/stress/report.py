@@ -34,6 +34,8 @@ def describe(point: dict[str, Any]) -> str:
     parts.append(f"bias {point['speed_bias_mps']:+.1f} m/s {point['yaw_bias']:+.3f} rad/s")
     if point["yaw_limit"] < 1.0:
         parts.append(f"|yaw| <= {point['yaw_limit']:.2f}")
+    if point["speed_limit_mps"] < 40.0:
+        parts.append(f"speed <= {point['speed_limit_mps']:.1f}")
     if point["agent"] != "none":
         parts.append(f"{point['agent']} {point['agent_ahead_m']:.0f} m ahead {point['agent_lateral_m']:+.1f} m "
                      f"{point['agent_speed_mps']:.1f} m/s {point['agent_heading_rad']:+.2f} rad @{point['agent_step']}")

@@ -9,15 +9,16 @@ coordinate; `space.decode(vector)` turns a point into a `StressPoint`, what the 
 - latent (learned simulator): noise of scale `latent_eps` (`WorldModel.perturb`) on the state
   before closed-loop step `latent_step` (0: right after the context), from a seed of its own;
 - action (both simulators): Gaussian noise (std `action_noise` x the action's RMS over the
-  context), a delay of `action_delay` steps, a bias on speed and yaw rate, and a yaw-rate limit
-  (a weak steering actuator); every command is then clamped to the valid ranges (speed >= 0,
-  |yaw rate| <= 1 rad/s);
+  context), a delay of `action_delay` steps, a bias on speed and yaw rate, a yaw-rate limit (a
+  weak steering actuator) and a speed limit (a governor); every command is then clamped to the
+  valid ranges (speed >= 0, |yaw rate| <= 1 rad/s);
 - agent injection (both): a vehicle or a pedestrian added to the scene at context step
   `agent_step`, `agent_ahead_m` along the road and `agent_lateral_m` across it from the ego, at
   `agent_speed_mps` and `agent_heading_rad` from the road's direction; the reference world spawns
   it and re-renders the context frames, so the learned simulator observes it too;
 - environment (both): the scene's lighting and weather (`scene`: its own), re-rendered the same way.
-Search algorithms work on the unit cube (`to_unit` / `from_unit`), so all coordinates weigh alike.
+Search algorithms work on the unit cube (`from_unit`), so all coordinates weigh alike. The
+robustness sweep callback (`callbacks/perturbations.py`) moves single coordinates of this space.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sharding.synthetic.weather import LIGHTINGS, WEATHERS
 
 AGENT_KINDS = ("none", "vehicle", "pedestrian")
 MAX_YAW_RATE = 1.0  # rad/s: commands are clamped to |yaw rate| <= this
+MAX_SPEED = 40.0  # m/s: the highest speed limit (no limit in practice)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ def coordinates(episodes: int, context: int, horizon: int) -> tuple[Coordinate, 
         Coordinate("speed_bias_mps", -3.0, 3.0, help="added to the commanded speed"),
         Coordinate("yaw_bias", -0.1, 0.1, help="added to the commanded yaw rate, rad/s"),
         Coordinate("yaw_limit", 0.02, MAX_YAW_RATE, help="the commanded |yaw rate| is clamped to this, rad/s"),
+        Coordinate("speed_limit_mps", 2.0, MAX_SPEED, help="the commanded speed is clamped to this, m/s"),
         Coordinate("agent", 0, len(AGENT_KINDS) - 1, "choice", AGENT_KINDS, help="an injected agent"),
         Coordinate("agent_ahead_m", -10.0, 40.0, help="along the road from the ego's rear axle"),
         Coordinate("agent_lateral_m", -6.0, 6.0, help="across the road from the ego, + left"),
@@ -78,24 +81,26 @@ def coordinates(episodes: int, context: int, horizon: int) -> tuple[Coordinate, 
 
 @dataclass(frozen=True)
 class StressPoint:
-    """A decoded point: what each simulator applies to one episode (see the module docstring)."""
+    """A decoded point: what each simulator applies to one episode (see the module docstring);
+    the defaults are the unperturbed point (what the robustness sweep moves one coordinate of)."""
 
-    episode: int
-    latent_eps: float
-    latent_step: int
-    action_noise: float
-    action_delay: int
-    speed_bias_mps: float
-    yaw_bias: float
-    yaw_limit: float
-    agent: str
-    agent_ahead_m: float
-    agent_lateral_m: float
-    agent_speed_mps: float
-    agent_heading_rad: float
-    agent_step: int
-    lighting: str
-    weather: str
+    episode: int = 0
+    latent_eps: float = 0.0
+    latent_step: int = 0
+    action_noise: float = 0.0
+    action_delay: int = 0
+    speed_bias_mps: float = 0.0
+    yaw_bias: float = 0.0
+    yaw_limit: float = MAX_YAW_RATE
+    speed_limit_mps: float = MAX_SPEED
+    agent: str = "none"
+    agent_ahead_m: float = 0.0
+    agent_lateral_m: float = 0.0
+    agent_speed_mps: float = 0.0
+    agent_heading_rad: float = 0.0
+    agent_step: int = 0
+    lighting: str = "scene"
+    weather: str = "scene"
 
 
 class PerturbationSpace:

@@ -79,7 +79,7 @@ def test_an_injected_stopped_car_is_in_both_simulators(world_model, synthetic_wo
     base = heldout_episodes(1, dataset, 4, 10)
     space = PerturbationSpace(1, 4, 10)
     names = space.names
-    clean = np.array([{"yaw_limit": 1.0}.get(n, 0.0) for n in names])
+    clean = np.array([{"yaw_limit": 1.0, "speed_limit_mps": 40.0}.get(n, 0.0) for n in names])
     car = clean.copy()
     car[names.index("agent")], car[names.index("agent_ahead_m")], car[names.index("agent_step")] = 1, 8.0, 3
     sims = {"learned": LearnedSimulator(model), "reference": ReferenceSimulator(dataset, model.config.bev)}

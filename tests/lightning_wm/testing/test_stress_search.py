@@ -16,7 +16,7 @@ SPACE = PerturbationSpace(episodes=10, context=4, horizon=10)
 
 
 def nominal(**values) -> np.ndarray:
-    point = {name: 0.0 for name in SPACE.names} | {"yaw_limit": 1.0} | values
+    point = {name: 0.0 for name in SPACE.names} | {"yaw_limit": 1.0, "speed_limit_mps": 40.0} | values
     return np.array([point[name] for name in SPACE.names])
 
 
@@ -30,7 +30,7 @@ def test_a_point_out_of_bounds_is_refused_naming_the_coordinate():
         SPACE.check(nominal(action_delay=1.5))
     with pytest.raises(ConfigError, match=r"coordinate agent=3 is out of bounds; it must be in an index into"):
         SPACE.check(nominal(agent=3))
-    with pytest.raises(ConfigError, match="has \\(3,\\) entries; the space has 16"):
+    with pytest.raises(ConfigError, match="has \\(3,\\) entries; the space has 17"):
         SPACE.check([0.0, 0.0, 0.0])
     values = SPACE.as_dict(nominal(agent=2, lighting=4))
     assert values["agent"] == "pedestrian" and values["lighting"] == "night"
