@@ -48,15 +48,18 @@ def main() -> None:
     curves = {s: dict(r["curve"]) for s, r in results.items()}
     for n in sorted(curves["random"]):
         print(f"| {n} | {curves['random'][n]} | {curves['cem'].get(n, '-')} |")
-    print("\n| search | failures | rate (95% interval) | distinct base episodes failed | top-k confirmed | wall |")
-    print("|---|---:|---|---:|---:|---:|")
+    print("\n| search | failures | rate (95% interval) | distinct base episodes failed | top-k confirmed | "
+          "artefacts from latent noise / the learned simulator | wall |")
+    print("|---|---:|---|---:|---:|---|---:|")
     for search, r in results.items():
         rate = r["failure_rate"]
         rows = [json.loads(line) for line in (root / search / "episodes.jsonl").read_text().splitlines()]
         distinct = len({row["perturbation"]["episode"] for row in rows if row["failed"]})
         confirmed = sum(c["confirmed"] for c in r["confirmation"])
+        causes = [c["artefact_cause"] for c in r["confirmation"]]
         print(f"| {search} | {rate['failures']} | {rate['rate']:.3f} ({rate['low']:.3f}..{rate['high']:.3f}) | "
-              f"{distinct} | {confirmed}/{len(r['confirmation'])} | {r['wall_s'] / 60:.1f} min |")
+              f"{distinct} | {confirmed}/{len(r['confirmation'])} | {causes.count('latent noise')} / "
+              f"{causes.count('learned simulator')} | {r['wall_s'] / 60:.1f} min |")
     ratio = results["cem"]["failure_rate"]["failures"] / max(results["random"]["failure_rate"]["failures"], 1)
     print(f"\nCEM / random failures at budget {args.budget}: {ratio:.2f}x (target >= 2x)")
 

@@ -1,9 +1,9 @@
 """`RobustnessSweepCallback`: how often a rollout survives perturbations, per setting.
 
 On fixed validation clips, each setting (a coordinate of `lwm stress`'s perturbation space: latent
-noise via `perturb`, action noise, delays, speed and yaw-rate limits; see `perturbations.py`) is rolled out from the same context with the same seeded
-generator as an unperturbed reference. A rollout succeeds when the trajectory it implies
-ends within `threshold_m` of the reference's and its hazard head fires at no step where the
+noise via `perturb`, action noise, delays, speed and yaw-rate limits; see `perturbations.py`) is
+rolled out from the same context with the same seeded generator as an unperturbed reference. A
+rollout succeeds when the trajectory it implies ends within `threshold_m` of the reference's and its hazard head fires at no step where the
 reference's did not. The implied trajectory is the integrated ego-motion head, or, with
 `idm_ckpt`, the integrated inverse-dynamics estimate read from the decoded video. Results: a
 JSON table and a PNG plot under `robustness/`, and metrics `robustness/success/<setting>` and

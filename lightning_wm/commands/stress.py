@@ -44,10 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     stress = subparsers.add_parser(
         "stress",
         help="search the learned simulator for a policy's failures, confirm them in the reference world",
-        description="Search a perturbation space (latent noise, action noise/delay/bias/yaw limit, an injected "
-        "vehicle or pedestrian, lighting and weather) over a suite's episodes for the failures of a policy "
-        "(search=cem|random, budget=N episodes) in the learned simulator (sim=PATH|last); save the top_k as replay "
-        "files with videos and re-run them in the reference world. `lwm stress replay FILE` reproduces one saved "
+        description="Search a perturbation space (latent noise, action noise/delay/bias, speed and yaw-rate "
+        "limits, an injected vehicle or pedestrian, lighting and weather) over a suite's episodes for the failures "
+        "of a policy (search=cem|random, budget=N episodes) in the learned simulator (sim=PATH|last); save the "
+        "top_k as replay files with videos and re-run them in the reference world. `lwm stress replay FILE` reproduces one saved "
         "failure and compares its scores (exit 0: identical). Options are Hydra overrides of conf/stress.yaml, e.g. "
         "`lwm stress policy=bc policy.ckpt=PATH search=random budget=500 fixed.agent=none`.",
     )
@@ -60,8 +60,8 @@ def run_context(cfg: StressConfig, sims, spec: str, dataset: SyntheticDatasetCon
     """What every replay file of this run shares."""
     ckpt = Path(sims.checkpoint)
     return {"sim": str(ckpt), "sim_sha256": file_sha256(ckpt), "policy": dict(cfg.policy), "policy_spec": spec,
-            "dataset": asdict(dataset), "scoring": asdict(cfg.scoring), "seed": cfg.seed, "bev_threshold": cfg.bev_threshold,
-            "objective_kind": cfg.objective, "success_min_pdms": cfg.suite.thresholds.success_min_pdms,
+            "dataset": asdict(dataset), "scoring": asdict(cfg.scoring), "seed": cfg.seed,
+            "bev_threshold": cfg.bev_threshold,            "objective_kind": cfg.objective, "success_min_pdms": cfg.suite.thresholds.success_min_pdms,
             "code": tracking.git_state(Path(__file__).resolve().parent)}
 
 

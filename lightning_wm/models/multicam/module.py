@@ -308,7 +308,9 @@ class MultiCamWorldModel(WorldModel):
 
     def perturb(self, state: MultiCamState, eps: float | torch.Tensor, generator: torch.Generator | None = None) -> MultiCamState:
         """Latent noise of scale eps on every view (see `RSSM.perturb`); eps=0 returns `state` itself."""
-        return state if no_noise(eps) else replace(state, latent=self.dynamics.perturb(state.latent, eps, generator))
+        if no_noise(eps):
+            return state
+        return replace(state, latent=self.dynamics.perturb(state.latent, eps, generator))
 
     def head_features(self, states: MultiCamState) -> torch.Tensor:
         """The fused state the heads read: the mean over views, [B, H, F]."""

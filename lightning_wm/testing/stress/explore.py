@@ -56,12 +56,19 @@ def search_failures(runner: StressRunner, search: RandomSearch | CrossEntropySea
     return result
 
 
+def first_event(row: dict[str, Any]) -> float:
+    """The closed-loop step of the first collision or off-road event (inf: none)."""
+    steps = [row.get(k) for k in ("first_collision_step", "first_off_road_step") if row.get(k) is not None]
+    return min(steps) if steps else float("inf")
+
+
 def top_failures(result: SearchResult, k: int) -> list[Evaluated]:
-    """The k failed episodes with the lowest objective, one per distinct point; among equal
-    objectives (many failures score PDMS 0) those that need the least latent noise first: a failure
-    the learned simulator's own noise causes has no counterpart in the reference world."""
+    """The k failed episodes with the lowest objective, one per distinct point. Among equal
+    objectives (many failures score PDMS 0) the most severe first: the earliest collision or
+    off-road event, then the least latent noise (a failure the learned simulator's own noise
+    causes has no counterpart in the reference world)."""
     seen, top = set(), []
-    for e in sorted(result.failures, key=lambda e: (e.objective, e.point.latent_eps, e.id)):
+    for e in sorted(result.failures, key=lambda e: (e.objective, first_event(e.row), e.point.latent_eps, e.id)):
         key = tuple(np.round(e.vector, 9))
         if key not in seen:
             seen.add(key)
@@ -84,15 +91,24 @@ def why(learned: dict[str, Any], reference: dict[str, Any], floor: float) -> str
 
 
 def confirm(runner: StressRunner, failures: list[Evaluated], record_frames: bool = False) -> list[dict[str, Any]]:
-    """Re-run each failure in the reference world (same id, so the same names and seeds)."""
+    """Re-run each failure in the reference world (same id, so the same names and seeds). A
+    simulator artefact with latent noise is also run in the learned simulator without it, which
+    says what made the learned simulator fail: its latent noise, or its own picture of the scene."""
     out = []
+    latent_at = runner.space.names.index("latent_eps")
     for failure in failures:
         (again,) = runner.evaluate(failure.vector[None], failure.id, "reference", record_frames=record_frames)
-        latent_only = failure.point.latent_eps > 0
+        reason, cause = why(failure.row, again.row, runner.success_min_pdms), None
+        if not again.failed:
+            cause = "learned simulator"
+            if failure.point.latent_eps > 0:
+                quiet = failure.vector.copy()
+                quiet[latent_at] = 0.0
+                (without,) = runner.evaluate(quiet[None], failure.id, "learned")
+                cause = "learned simulator" if without.failed else "latent noise"
+                reason += ("; it still fails in the learned simulator without its latent noise" if without.failed
+                           else "; without its latent noise the learned simulator does not fail it either")
         out.append({"id": failure.id, "episode": failure.name, "confirmed": again.failed,
-                    "verdict": "confirmed" if again.failed else "simulator artefact",
-                    "why": why(failure.row, again.row, runner.success_min_pdms)
-                    + ("; its latent noise has no counterpart in the reference world" if latent_only
-                       and not again.failed else ""),
-                    "reference": again.row, "record": again.record})
+                    "verdict": "confirmed" if again.failed else "simulator artefact", "artefact_cause": cause,
+                    "why": reason, "reference": again.row, "record": again.record})
     return out

@@ -56,7 +56,10 @@ def summary_markdown(info: dict[str, Any], result: SearchResult, top: list[Evalu
              "the space's uniform distribution, for CEM the share of its biased samples)", ""]
     if confirmations:
         confirmed = sum(c["confirmed"] for c in confirmations)
-        lines += [f"**Confirmed in the reference world: {confirmed} of {len(confirmations)}** top failures", ""]
+        noise = sum(c["artefact_cause"] == "latent noise" for c in confirmations)
+        lines += [f"**Confirmed in the reference world: {confirmed} of {len(confirmations)}** top failures; of the "
+                  f"{len(confirmations) - confirmed} simulator artefacts, {noise} vanish without their latent noise, "
+                  f"{len(confirmations) - confirmed - noise} are the learned simulator's own (BEV head, ego motion)", ""]
     lines += ["| episodes | failures |", "|---:|---:|"] + [f"| {n} | {k} |" for n, k in result.curve] + [""]
     by_id = {c["id"]: c for c in confirmations}
     lines += ["| rank | episode | PDMS | collision | off-road | objective | reference | perturbation |",

@@ -12,7 +12,6 @@ off-road event over H for failed episodes, else 1 + PDMS: failing sooner is wors
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +118,3 @@ class StressRunner:
                                  value, not success(record.row, self.success_min_pdms)))
         return out
 
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value

@@ -1,6 +1,7 @@
 """Search algorithms over a `PerturbationSpace`: random sampling and the cross-entropy method.
 
-Both propose points in rounds (`propose(n)` -> [n, D] in natural units) and are told the
+Both propose points in rounds (`propose(n)` -> [n, D] in natural units, only points the space
+accepts: an injected agent clear of the ego) and are told the
 objective of each (`update(points, objective)`, lower = worse for the policy: what the search
 looks for). `RandomSearch` samples the space uniformly, whatever it was told. `CrossEntropySearch`
 (Rubinstein's CEM, as VerifAI's cross-entropy sampler uses it for falsification) keeps a
@@ -20,6 +21,19 @@ from sharding.errors import ConfigError
 SEARCHES = ("random", "cem")
 
 
+def valid_draws(space: PerturbationSpace, draw, count: int, tries: int = 100) -> np.ndarray:
+    """`count` points of `draw(n) -> [n, D]` that the space accepts (`space.valid`), drawing again
+    for the rejected ones (rejection sampling, as Scenic samples under its requirements)."""
+    points = draw(count)
+    for _ in range(tries):
+        bad = ~space.valid(points)
+        if not bad.any():
+            return points
+        points[bad] = draw(int(bad.sum()))
+    raise ConfigError(f"the perturbation space's constraints rejected points {tries} times in a row; loosen fixed "
+                      "coordinates (e.g. an injected agent fixed on the ego)")
+
+
 class RandomSearch:
     """Uniform points of the space (the baseline every other search must beat)."""
 
@@ -27,7 +41,7 @@ class RandomSearch:
         self.space, self.rng = space, np.random.default_rng(seed)
 
     def propose(self, count: int) -> np.ndarray:
-        return self.space.from_unit(self.rng.random((count, self.space.dim)))
+        return valid_draws(self.space, lambda n: self.space.from_unit(self.rng.random((n, self.space.dim))), count)
 
     def update(self, points: np.ndarray, objective: np.ndarray) -> None:
         """Random search learns nothing."""
@@ -54,6 +68,9 @@ class CrossEntropySearch:
         self.fitted = False
 
     def propose(self, count: int) -> np.ndarray:
+        return valid_draws(self.space, self.draw, count)
+
+    def draw(self, count: int) -> np.ndarray:
         if not self.fitted:  # the first round: uniform, like random search
             return self.space.from_unit(self.rng.random((count, self.space.dim)))
         points = np.empty((count, self.space.dim))

@@ -15,7 +15,9 @@ coordinate; `space.decode(vector)` turns a point into a `StressPoint`, what the 
 - agent injection (both): a vehicle or a pedestrian added to the scene at context step
   `agent_step`, `agent_ahead_m` along the road and `agent_lateral_m` across it from the ego, at
   `agent_speed_mps` and `agent_heading_rad` from the road's direction; the reference world spawns
-  it and re-renders the context frames, so the learned simulator observes it too;
+  it and re-renders the context frames, so the learned simulator observes it too; it must appear
+  clear of the ego (`CLEARANCE_M` along or across the road beyond both bodies): searches draw
+  again where it would not, and `check` refuses such a point;
 - environment (both): the scene's lighting and weather (`scene`: its own), re-rendered the same way.
 Search algorithms work on the unit cube (`from_unit`), so all coordinates weigh alike. The
 robustness sweep callback (`callbacks/perturbations.py`) moves single coordinates of this space.
@@ -28,9 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from sharding.errors import ConfigError
+from sharding.synthetic.vehicle import EgoVehicle
 from sharding.synthetic.weather import LIGHTINGS, WEATHERS
 
 AGENT_KINDS = ("none", "vehicle", "pedestrian")
+# an injected agent must appear clear of the ego's body (the synthetic EgoVehicle's), by this much
+# along and across the road: one spawned on or against the ego is a collision no policy can avoid
+AGENT_SIZE_M = {"vehicle": (4.5, 1.85), "pedestrian": (0.55, 0.55)}  # length, width (SyntheticWorld.inject_agent)
+CLEARANCE_M = (2.0, 1.0)
 MAX_YAW_RATE = 1.0  # rad/s: commands are clamped to |yaw rate| <= this
 MAX_SPEED = 40.0  # m/s: the highest speed limit (no limit in practice)
 
@@ -135,13 +142,36 @@ class PerturbationSpace:
             raise ConfigError(f"{where} coordinate {c.name}={value:g} must be a whole number")
 
     def check(self, vector: np.ndarray | list[float], where: str = "perturbation") -> np.ndarray:
-        """A point [D] in natural units, checked: its length, bounds and whole numbers."""
+        """A point [D] in natural units, checked: its length, bounds, whole numbers, and an injected
+        agent clear of the ego."""
         vector = np.asarray(vector, dtype=np.float64)
         if vector.shape != (self.dim,):
             raise ConfigError(f"{where} vector has {vector.shape} entries; the space has {self.dim}: {self.names}")
         for c, value in zip(self.coordinates, vector):
             self.check_value(c, float(value), where)
+        if not self.valid(vector[None])[0]:
+            at = self.names.index
+            raise ConfigError(f"{where}: the injected {AGENT_KINDS[int(vector[at('agent')])]} at agent_ahead_m="
+                              f"{vector[at('agent_ahead_m')]:g}, agent_lateral_m={vector[at('agent_lateral_m')]:g} "
+                              f"would appear on or against the ego; keep it {CLEARANCE_M[0]:g} m ahead/behind or "
+                              f"{CLEARANCE_M[1]:g} m beside the ego's body")
         return vector
+
+    def valid(self, points: np.ndarray) -> np.ndarray:
+        """[N] bool: the points whose injected agent (if any) appears clear of the ego's body."""
+        points = np.asarray(points, dtype=np.float64)
+        kind = points[:, self.names.index("agent")].astype(int)
+        ahead, lateral = points[:, self.names.index("agent_ahead_m")], points[:, self.names.index("agent_lateral_m")]
+        ego = EgoVehicle(0.0, 0.0, 0.0, 0.0)
+        ok = kind == 0
+        for index, name in enumerate(AGENT_KINDS[1:], start=1):
+            length, width = AGENT_SIZE_M[name]
+            back = -ego.rear_overhang - length / 2 - CLEARANCE_M[0]
+            front = ego.length - ego.rear_overhang + length / 2 + CLEARANCE_M[0]
+            beside = ego.width / 2 + width / 2 + CLEARANCE_M[1]
+            clear = (ahead <= back) | (ahead >= front) | (np.abs(lateral) >= beside)
+            ok |= (kind == index) & clear
+        return ok
 
     def with_fixed(self, points: np.ndarray) -> np.ndarray:
         """points [N, D] with the fixed coordinates set to their values."""

@@ -39,6 +39,8 @@ def test_stress_saves_failures_that_replay_exactly_and_confirms_them(world_model
     for check in metrics["confirmation"]:
         assert check["verdict"] in ("confirmed", "simulator artefact") and "reference:" in check["why"]
         assert check["confirmed"] == (check["verdict"] == "confirmed")
+        assert (check["artefact_cause"] is None) == check["confirmed"]  # an artefact says what caused it
+        assert check["artefact_cause"] in (None, "latent noise", "learned simulator")
     assert len(list((out / "videos").glob("*_learned.mp4"))) == 2
     assert "Confirmed in the reference world" in (out / "summary.md").read_text()
 

@@ -8,7 +8,7 @@ import torch
 
 from lightning_wm.policies.base import EpisodeInfo, Observation
 from lightning_wm.testing.stress.apply import StressedPolicy
-from lightning_wm.testing.stress.search import CrossEntropySearch, RandomSearch
+from lightning_wm.testing.stress.search import CrossEntropySearch, RandomSearch, valid_draws
 from lightning_wm.testing.stress.space import PerturbationSpace
 from sharding.errors import ConfigError
 
@@ -32,13 +32,22 @@ def test_a_point_out_of_bounds_is_refused_naming_the_coordinate():
         SPACE.check(nominal(agent=3))
     with pytest.raises(ConfigError, match="has \\(3,\\) entries; the space has 17"):
         SPACE.check([0.0, 0.0, 0.0])
-    values = SPACE.as_dict(nominal(agent=2, lighting=4))
+    values = SPACE.as_dict(nominal(agent=2, agent_ahead_m=20.0, lighting=4))
     assert values["agent"] == "pedestrian" and values["lighting"] == "night"
-    assert np.array_equal(SPACE.from_dict(values, "replay"), nominal(agent=2, lighting=4))
+    assert np.array_equal(SPACE.from_dict(values, "replay"), nominal(agent=2, agent_ahead_m=20.0, lighting=4))
     with pytest.raises(ConfigError, match=r"replay: coordinate weather='snow'; choose one of \['scene', 'clear'"):
         SPACE.from_dict(values | {"weather": "snow"}, "replay")
     with pytest.raises(ConfigError, match=r"fixed coordinates \['agnet'\] are not in the perturbation space"):
         PerturbationSpace(10, 4, 10, fixed={"agnet": 0})
+
+
+def test_an_agent_must_appear_clear_of_the_ego():
+    with pytest.raises(ConfigError, match="the injected vehicle at agent_ahead_m=5, agent_lateral_m=0.5 would appear "
+                                          "on or against the ego"):
+        SPACE.check(nominal(agent=1, agent_ahead_m=5.0, agent_lateral_m=0.5))
+    SPACE.check(nominal(agent=1, agent_ahead_m=8.0))  # 2 m beyond both bodies
+    SPACE.check(nominal(agent=1, agent_ahead_m=5.0, agent_lateral_m=3.5))  # in the next lane
+    SPACE.check(nominal(agent=0, agent_ahead_m=0.0))  # no agent: its position means nothing
 
 
 def test_proposals_stay_in_bounds_and_fixed_coordinates_hold():
@@ -63,7 +72,8 @@ def toy_objective(space: PerturbationSpace, points: np.ndarray, optimum: np.ndar
 
 def test_cem_concentrates_on_the_known_optimum_of_a_toy_objective_and_beats_random_search():
     space = PerturbationSpace(episodes=10, context=4, horizon=10)
-    optimum = space.from_unit(np.random.default_rng(7).random((1, space.dim)))[0]
+    rng = np.random.default_rng(7)
+    optimum = valid_draws(space, lambda n: space.from_unit(rng.random((n, space.dim))), 1)[0]  # one the space allows
     cem, uniform = CrossEntropySearch(space, seed=1), RandomSearch(space, seed=1)
     best = {}
     for name, search in (("cem", cem), ("random", uniform)):

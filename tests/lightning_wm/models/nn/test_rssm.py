@@ -140,6 +140,17 @@ def test_perturb_scales_with_eps_and_zero_is_identity():
     assert torch.allclose(large.stoch.sum(-1), torch.ones(64, 4))
 
 
+def test_perturb_takes_one_scale_per_episode():
+    rssm = _rssm()
+    state = rssm.initial(3)
+    scales = torch.tensor([0.0, 0.01, 1.0])
+    mixed = rssm.perturb(state, scales, [torch.Generator().manual_seed(i) for i in range(3)])
+    assert torch.equal(mixed.deter[0], state.deter[0]) and torch.equal(mixed.stoch[0], state.stoch[0])  # eps 0
+    alone = rssm.perturb(state[2:3], 1.0, [torch.Generator().manual_seed(2)])  # the same row with its own scalar
+    assert torch.equal(mixed.deter[2], alone.deter[0]) and torch.equal(mixed.stoch[2], alone.stoch[0])
+    assert 0 < (mixed.deter[1] - state.deter[1]).abs().max() < (mixed.deter[2] - state.deter[2]).abs().max()
+
+
 def test_state_indexing_and_stack_round_trip():
     rssm = _rssm()
     post, _ = rssm.observe(torch.randn(2, 3, 12), torch.randn(2, 3, 2))
