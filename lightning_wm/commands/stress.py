@@ -61,7 +61,8 @@ def run_context(cfg: StressConfig, sims, spec: str, dataset: SyntheticDatasetCon
     ckpt = Path(sims.checkpoint)
     return {"sim": str(ckpt), "sim_sha256": file_sha256(ckpt), "policy": dict(cfg.policy), "policy_spec": spec,
             "dataset": asdict(dataset), "scoring": asdict(cfg.scoring), "seed": cfg.seed,
-            "bev_threshold": cfg.bev_threshold,            "objective_kind": cfg.objective, "success_min_pdms": cfg.suite.thresholds.success_min_pdms,
+            "bev_threshold": cfg.bev_threshold, "objective_kind": cfg.objective,
+            "success_min_pdms": cfg.suite.thresholds.success_min_pdms,
             "code": tracking.git_state(Path(__file__).resolve().parent)}
 
 
