@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -98,6 +99,55 @@ def steer_actions(actions: torch.Tensor, direction: int, settings: RolloutSettin
     return steered
 
 
+def window_seed(seed: int, windows: int) -> int:
+    """The seed of the generator of a batch whose first window is the `windows`-th one scored: a
+    generator per batch, so results do not depend on what ran before."""
+    return seed * 1_000_003 + windows
+
+
+@dataclass
+class OpenLoop:
+    """One batch of windows rolled out open loop with the true actions, and the trajectories it implies.
+
+    state: observed after the context (batch [B]); states: imagined [B, H]; future: the actions
+    imagined with [B, H, A]; video: the decoded states [B, H, V, 3, h, w] (None unless asked for);
+    truth: the true poses [B, H, 3] (x, y, yaw in the ego frame of the last context step);
+    paths: source -> implied poses [B, H, 3], the sources of `EvaluationMetrics.trajectory`.
+    """
+
+    state: Any
+    states: Any
+    future: torch.Tensor
+    video: torch.Tensor | None
+    truth: torch.Tensor
+    paths: dict[str, torch.Tensor]
+
+
+def open_loop_trajectories(model: RolloutModel, motion: ImpliedMotion, batch: Batch, settings: RolloutSettings,
+                           generator: torch.Generator, decode: bool = True) -> OpenLoop:
+    """Observe `settings.context` frames of each window, imagine `settings.horizon` steps with the
+    true actions, and read the implied trajectories (`lwm evaluate` and the ADE/FDE callback share
+    this). batch: frames [B, T, V, 3, h, w], actions [B, T, A], ego [B, T, 4, 4], T >= context +
+    horizon. `motion.idm` adds the IDM's floor on the true frames and its reading of a frozen video."""
+    C, H = settings.context, settings.horizon
+    frames, actions = batch["frames"][:, : C + H], batch["actions"][:, : C + H]
+    assert frames.shape[1] == C + H, f"window of {frames.shape[1]} steps, need context {C} + horizon {H}"
+    truth = integrate(pose_deltas(batch["ego"][:, : C + H].double())[:, C - 1 :].float())  # [B, H, 3]
+    context_frames = frames[:, :C]
+    state = model.observe(context_frames, actions[:, :C], generator=generator)
+    future = actions[:, C - 1 : C - 1 + H]
+    states = model.imagine(state, future, generator=generator)
+    video = model.decode(states) if decode else None
+    paths = {"generated": integrate(motion(model, states, context_frames, video)),
+             "ego_head": integrate(model.ego_motion(states))}
+    if motion.idm is not None:
+        keep = motion.idm.frames - 1
+        paths["idm_on_ground_truth"] = integrate(motion.idm_estimate(frames[:, C - keep :]))  # [B, H, 3]
+        frozen_video = torch.cat([frames[:, C - keep : C], copy_last_frame(frames, C, H)], 1)
+        paths["idm_on_copy_last"] = integrate(motion.idm_estimate(frozen_video))
+    return OpenLoop(state, states, future, video, truth, paths)
+
+
 class EvaluationMetrics(nn.Module):
     """Every metric of one evaluation; `compute()` gives plain nested floats (JSON-ready).
 
@@ -162,26 +212,14 @@ class Evaluator:
     def update(self, batch: Batch) -> None:
         """One batch of windows (frames [B, T, V, 3, h, w] with T >= context + horizon)."""
         C, H = self.settings.context, self.settings.horizon
-        frames, actions = batch["frames"][:, : C + H], batch["actions"][:, : C + H]
-        assert frames.shape[1] == C + H, f"window of {frames.shape[1]} steps, need context {C} + horizon {H}"
-        # A generator per batch seeded by the windows seen: results do not depend on what ran before.
-        generator = torch.Generator(frames.device).manual_seed(self.seed * 1_000_003 + self.windows)
+        frames = batch["frames"][:, : C + H]
+        generator = torch.Generator(frames.device).manual_seed(window_seed(self.seed, self.windows))
         model, m = self.model, self.metrics
-        truth = integrate(pose_deltas(batch["ego"][:, : C + H].double())[:, C - 1 :].float())  # [B, H, 3]
+        rollout = open_loop_trajectories(model, self.motion, batch, self.settings, generator)
+        state, states, future, video = rollout.state, rollout.states, rollout.future, rollout.video
         target, context_frames = frames[:, C:], frames[:, :C]
-
-        state = model.observe(context_frames, actions[:, :C], generator=generator)
-        future = actions[:, C - 1 : C - 1 + H]
-        states = model.imagine(state, future, generator=generator)
-        video = model.decode(states)
-        m.trajectory["generated"].update(integrate(self.motion(model, states, context_frames, video)), truth)
-        m.trajectory["ego_head"].update(integrate(model.ego_motion(states)), truth)
-        if self.idm is not None:
-            floor = self.motion.idm_estimate(frames[:, C - (self.idm.frames - 1) :])  # [B, H, 3]
-            m.trajectory["idm_on_ground_truth"].update(integrate(floor), truth)
-            frozen_video = torch.cat([frames[:, C - (self.idm.frames - 1) : C], copy_last_frame(frames, C, H)], 1)
-            frozen = self.motion.idm_estimate(frozen_video)
-            m.trajectory["idm_on_copy_last"].update(integrate(frozen), truth)
+        for source, path in rollout.paths.items():
+            m.trajectory[source].update(path, rollout.truth)
         m.hazard.update(model.hazard_logits(states), batch["hazard"][:, C : C + H])
         if self.with_bev and "bev" in batch:  # inside the cameras' field of view (the model's `bev_fov`)
             occupied, known, fov = batch["bev"], batch["bev_known"], model.bev_fov
