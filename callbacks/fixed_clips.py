@@ -2,8 +2,11 @@
 
 Videos and sweeps are compared across epochs and runs, so they must show the same windows:
 `FixedClips` keeps the first K windows the validation loader yields (it reads fixed windows
-in a fixed order) once, on CPU. Artifacts and metrics go through the run's `MLFlowLogger`
-client from rank zero only (on other ranks `logger.run_id` is None; TRAPS.md).
+in a fixed order) once, on CPU. The sanity check's few batches fix them only when they hold K
+windows; otherwise the first real validation run collects them again (the same windows, more of
+them), and a split that still has fewer than K gets one warning saying so. Artifacts and metrics
+go through the run's `MLFlowLogger` client from rank zero only (on other ranks `logger.run_id` is
+None; TRAPS.md).
 """
 
 from __future__ import annotations
@@ -46,10 +49,12 @@ class Clips:
 
 
 class FixedClips:
-    """Collects the first `count` windows of the first validation run (sanity check included).
+    """Collects the first `count` windows of the first validation run.
 
-    Call `offer(batch)` from `on_validation_batch_end`; once `count` windows are held, or the
-    first validation run ends (`close()`), later batches are ignored, so the clips never change.
+    Call `offer(batch)` from `on_validation_batch_end`; once `count` windows are held, or a
+    validation run ends with `close()`, later batches are ignored, so the clips never change.
+    `close(final=False)` (the end of the sanity check, which reads only its first batches) keeps
+    what it has as `clips` but, when that is fewer than `count`, lets the next run collect anew.
     """
 
     def __init__(self, count: int) -> None:
@@ -57,11 +62,14 @@ class FixedClips:
         self.clips: Clips | None = None
         self._parts: list[Clips] = []
         self._closed = False
+        self.offered = self.batches = 0  # windows and batches offered by the run collecting now
 
     def offer(self, batch: dict[str, torch.Tensor]) -> None:
         """Keep rows of a (transferred, float) batch until `count` windows are held."""
         if self._closed:
             return
+        self.offered += batch["frames"].shape[0]
+        self.batches += 1
         held = sum(len(part) for part in self._parts)
         take = min(self.count - held, batch["frames"].shape[0])
         frames = batch["frames"][:take].detach()
@@ -74,15 +82,22 @@ class FixedClips:
         if held + take >= self.count:
             self.close()
 
-    def close(self) -> None:
-        """Freeze what was collected (fewer than `count` windows when the split is smaller)."""
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self, final: bool = True) -> None:
+        """Freeze what was collected (fewer than `count` windows when the split is smaller); with
+        `final=False`, fewer than `count` stay replaceable by the next run's collection."""
         if self._closed:
             return
-        self._closed = True
         if self._parts:
             self.clips = Clips(*(torch.cat([getattr(p, name) for p in self._parts])
                                  for name in ("frames", "actions")))
         self._parts = []
+        self._closed = final or (self.clips is not None and len(self.clips) >= self.count)
+        if not self._closed:
+            self.offered = self.batches = 0
 
 
 def resolve_context(context: int | None, pl_module: L.LightningModule, steps: int, owner: str) -> int:
@@ -107,8 +122,9 @@ def mlflow_logger(trainer: L.Trainer) -> MLFlowLogger | None:
     return next((lg for lg in trainer.loggers if isinstance(lg, MLFlowLogger)), None)
 
 
-def log_artifacts(logger: MLFlowLogger, paths: list[Path], artifact_path: str) -> None:
-    """Upload files into the run's `artifact_path` folder (rank zero only)."""
+def log_artifacts(logger: MLFlowLogger, paths: list[Path], artifact_path: str | None) -> None:
+    """Upload files into the run's `artifact_path` folder (None: the artifact root; a file of the
+    same name there is replaced), rank zero only."""
     for path in paths:
         logger.experiment.log_artifact(logger.run_id, str(path), artifact_path)
 
@@ -145,6 +161,7 @@ class FixedClipsCallback(L.Callback):
         self.clips = FixedClips(num_clips)
         self.active = True
         self.validations = 0  # validation runs seen, sanity check not counted
+        self.shortfall: str | None = None  # why there are fewer clips than num_clips (warned once)
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -154,10 +171,32 @@ class FixedClipsCallback(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not (self.active and trainer.is_global_zero):
             return
-        self.clips.close()
+        if not self.clips.closed:
+            self.clips.close(final=not trainer.sanity_checking)
+            if self.clips.closed:
+                self.warn_if_short(f"the first validation run (trainer.limit_val_batches={trainer.limit_val_batches})")
         if not trainer.sanity_checking:
             self.validations += 1
             self.on_validation_run(trainer, pl_module)
+
+    def final_clips(self, trainer: L.Trainer) -> Clips | None:
+        """The clips, frozen: those of the sanity check when no validation run has ended since."""
+        if not self.clips.closed:
+            self.clips.close()
+            self.warn_if_short(f"the sanity check (trainer.num_sanity_val_steps={trainer.num_sanity_val_steps}), "
+                               "and no validation run since,")
+        return self.clips.clips
+
+    def warn_if_short(self, run: str) -> None:
+        """One warning, naming the cause, when `run`, which fixed the clips, had fewer windows than asked."""
+        clips, count = self.clips.clips, self.clips.count
+        held = 0 if clips is None else len(clips)
+        if clips is None or held >= count or self.shortfall is not None:  # None: the caller says so
+            return
+        self.shortfall = f"{run} gave only {self.clips.offered} windows in {self.clips.batches} batch(es)"
+        log.warning("%s: num_clips=%d but %s, so it uses %d clips; raise trainer.limit_val_batches or give the "
+                    "val split more windows (more val scenes, a shorter data.window)", type(self).__name__, count,
+                    self.shortfall, held)
 
     def on_validation_run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """A validation run that counts has ended (rank zero; `self.clips.clips` may be None)."""

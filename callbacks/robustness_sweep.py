@@ -6,14 +6,17 @@ rolled out from the same context with the same seeded generator as an unperturbe
 rollout succeeds when the trajectory it implies ends within `threshold_m` of the reference's and its hazard head fires at no step where the
 reference's did not. The implied trajectory is the integrated ego-motion head, or, with
 `idm_ckpt`, the integrated inverse-dynamics estimate read from the decoded video. Results: a
-JSON table and a PNG plot under `robustness/`, and metrics `robustness/success/<setting>` and
-`robustness/deviation_m/<setting>`.
+JSON table and a PNG plot under `robustness/` (the latest plot also as `robustness.png` at the
+artifact root, for the compare view), and metrics `z_summary/robustness/success/<setting>` and
+`z_summary/robustness/deviation_m/<setting>`: the MLflow UI sorts chart sections by name, and the
+`z_summary/` prefix puts these one-point summaries after the `train/` and `val/` curves.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -42,6 +45,8 @@ from sharding.errors import ConfigError
 
 log = logging.getLogger(__name__)
 OWNER = "RobustnessSweepCallback"
+METRIC_PREFIX = "z_summary/robustness"  # sections sort by name in the MLflow UI: after train/ and val/
+ROOT_PLOT = "robustness.png"  # the latest plot, overwritten at each sweep, at the artifact root
 
 
 @dataclass
@@ -159,6 +164,13 @@ def plot_rows(rows: list[dict[str, Any]], title: str, path: Path) -> None:
     figure.savefig(path)
 
 
+def plot_title(step: int, clips: int, config: RobustnessSweepConfig, source: str) -> str:
+    """The plot's title: the clips the sweep used (and how many were asked, when fewer)."""
+    asked = f" (of num_clips={config.num_clips})" if clips < config.num_clips else ""
+    return (f"robustness at step {step}: {clips} clip{'s' if clips != 1 else ''}{asked}, within "
+            f"{config.threshold_m:g} m ({source}), no new hazard")
+
+
 def load_idm(path: str, data: Any) -> Any:
     """The frozen IDM of `idm_ckpt`, checked against the camera and frame rate of the datamodule
     `data` (a `ShardDataModule`, set up): image motion per step depends on both."""
@@ -183,10 +195,10 @@ class RobustnessSweepCallback(FixedClipsCallback):
     """Success rate per perturbation setting, at the end of fit (and every N validations if asked).
 
     Keyword arguments: the fields of `RobustnessSweepConfig`. Artifacts: `robustness/
-    sweep_step{N:06d}.json|.png`; metrics `robustness/success/<setting>`,
-    `robustness/success/all` (over every perturbed setting) and `robustness/deviation_m/<setting>`
-    (mean final distance from the unperturbed rollout). Without an MLflow logger it does
-    nothing (one info line).
+    sweep_step{N:06d}.json|.png` and the latest plot as `robustness.png`; metrics (prefix
+    `METRIC_PREFIX`) `.../success/<setting>`, `.../success/all` (over every perturbed setting) and
+    `.../deviation_m/<setting>` (mean final distance from the unperturbed rollout). Without an
+    MLflow logger it does nothing (one info line).
     """
 
     def __init__(self, **settings: Any) -> None:
@@ -223,7 +235,7 @@ class RobustnessSweepCallback(FixedClipsCallback):
 
     def run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any] | None:
         """Sweep, then log the table, the plot and the metrics; None when no clips were seen."""
-        clips = self.clips.clips
+        clips = self.final_clips(trainer)
         if clips is None:
             log.info("%s: no validation windows seen (no val split, or validation never ran); no sweep", OWNER)
             return None
@@ -238,23 +250,25 @@ class RobustnessSweepCallback(FixedClipsCallback):
             pl_module.train(was_training)
         step = self.swept_at = trainer.global_step
         perturbed = [r["success_rate"] for r in rows if r["kind"] != "reference"]
-        table = {"step": step, "clips": len(clips), "context": context, "horizon": clips.steps - context,
-                 "threshold_m": self.config.threshold_m, "hazard_threshold": self.config.hazard_threshold,
+        table = {"step": step, "clips": len(clips), "num_clips": self.config.num_clips, "clips_shortfall": self.shortfall,
+                 "context": context, "horizon": clips.steps - context, "threshold_m": self.config.threshold_m, "hazard_threshold": self.config.hazard_threshold,
                  "trajectory_source": self.motion.source, "seed": self.config.seed,
                  "success_all": sum(perturbed) / len(perturbed) if perturbed else None, "settings": rows}
         logger = mlflow_logger(trainer)
         with tempfile.TemporaryDirectory(prefix="lwm-sweep-") as tmp:
             json_path, png_path = Path(tmp) / f"sweep_step{step:06d}.json", Path(tmp) / f"sweep_step{step:06d}.png"
             json_path.write_text(json.dumps(table, indent=2))
-            plot_rows(rows, f"robustness at step {step}: {len(clips)} clips, within {self.config.threshold_m:g} m "
-                      f"({self.motion.source}), no new hazard", png_path)
+            plot_rows(rows, plot_title(step, len(clips), self.config, self.motion.source), png_path)
             log_artifacts(logger, [json_path, png_path], "robustness")
+            root = png_path.with_name(ROOT_PLOT)
+            shutil.copyfile(png_path, root)
+            log_artifacts(logger, [root], None)  # replaces the previous sweep's
         perturbed_rows = [r for r in rows if r["kind"] != "reference"]
-        metrics = {f"robustness/success/{r['setting']}": r["success_rate"] for r in perturbed_rows}
+        metrics = {f"{METRIC_PREFIX}/success/{r['setting']}": r["success_rate"] for r in perturbed_rows}
         # the deviation itself, so runs compare even where every clip stays within the threshold
-        metrics |= {f"robustness/deviation_m/{r['setting']}": r["mean_final_deviation_m"] for r in perturbed_rows}
+        metrics |= {f"{METRIC_PREFIX}/deviation_m/{r['setting']}": r["mean_final_deviation_m"] for r in perturbed_rows}
         if perturbed:
-            metrics["robustness/success/all"] = table["success_all"]
+            metrics[f"{METRIC_PREFIX}/success/all"] = table["success_all"]
         logger.log_metrics(metrics, step=step)
         self.seconds += time.perf_counter() - start
         log.info("robustness sweep at step %d (%.1f s): %s", step, time.perf_counter() - start,

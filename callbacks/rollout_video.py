@@ -1,6 +1,8 @@
 """`RolloutVideoCallback`: the same validation clips rolled out open loop every N validations,
-rendered as ground truth | prediction | error (a row per camera) and logged to MLflow as
-H.264 MP4 plus GIF under `rollouts/epoch_XXX/`.
+rendered as ground truth | prediction | error (a row per camera, named on the row when there are
+several) and logged to MLflow as H.264 MP4 plus GIF under `rollouts/epoch_XXX/`; the latest GIF of
+each clip also lies at the artifact root (`rollout_latest_clip<k>.gif`, replaced each time), where
+MLflow's compare view can show runs side by side.
 
 Watching the same windows over training shows what the numbers hide (blur, drift, frozen
 scenes, ignored turns). The model is used only through the rollout protocol
@@ -10,6 +12,7 @@ scenes, ignored turns). The model is used only through the rollout protocol
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,6 +44,8 @@ GAP_VALUE = 255  # white separators
 HEADER = 14  # pixels of column labels above the grid, after upscaling
 TIMELINE = 4  # pixels of the time bar under the labels: green while observed, orange while imagined
 OBSERVED_RGB, IMAGINED_RGB = (40, 180, 70), (240, 140, 20)
+LABEL_HEIGHT = 12  # pixels of a camera-name label (black box, white text) at a row's top-left corner
+LATEST_GIF = "rollout_latest_clip{index}.gif"  # at the artifact root: the compare view shows these side by side
 
 
 @dataclass
@@ -138,27 +143,61 @@ def add_header(frames: np.ndarray, context: int, error_gain: float) -> np.ndarra
     return np.concatenate([header, frames], axis=1)
 
 
+def label_rows(frames: np.ndarray, names: list[str], tile_height: int, tile_width: int, gap: int) -> np.ndarray:
+    """Each row's camera name in a small black box at the top-left of its ground-truth tile (cut to
+    the tile), in place. frames: uint8 [T, H, W, 3], the upscaled grid, whose row v starts
+    v * (tile_height + gap) pixels down."""
+    font = label_font()
+    for view, name in enumerate(names):
+        top = view * (tile_height + gap)
+        height = min(LABEL_HEIGHT, tile_height)
+        width = min(tile_width, round(font.getlength(name)) + 4)
+        label = Image.new("RGB", (width, height), (0, 0, 0))
+        ImageDraw.Draw(label).text((2, 0), name, fill=(255, 255, 255), font=font)
+        frames[:, top : top + height, :width] = np.asarray(label)
+    return frames
+
+
 def rollout_frames(truth: np.ndarray, predicted: np.ndarray, context: int, scale: int, error_gain: float,
-                   max_side: int) -> np.ndarray:
+                   max_side: int, camera_names: list[str] | None = None) -> np.ndarray:
     """A clip's video: truth [T, V, 3, H, W], predicted [T-C, V, 3, H, W] (floats in [0, 1]) ->
     uint8 [T, H', W', 3]. The first `context` frames show the observed truth in both columns;
-    `scale` is lowered so that the longest side stays within `max_side` where it can."""
+    `scale` is lowered so that the longest side stays within `max_side` where it can. With more
+    than one view, `camera_names` (one per view) label the rows."""
     shown = np.concatenate([truth[:context], predicted], axis=0)
     grid = compose_grid(truth, shown, error_gain)
     factor = max(1, min(scale, max_side // max(grid.shape[1:3])))
-    return add_header(upscale(grid, factor), context, error_gain)
+    frames = upscale(grid, factor)
+    views = truth.shape[1]
+    if camera_names is not None and views > 1:
+        assert len(camera_names) == views, f"{len(camera_names)} camera names for {views} views: {camera_names}"
+        label_rows(frames, camera_names, truth.shape[3] * factor, truth.shape[4] * factor, GAP * factor)
+    return add_header(frames, context, error_gain)
+
+
+def camera_names(trainer: L.Trainer, pl_module: Any, views: int) -> list[str]:
+    """The names of the clips' `views` cameras, in batch order: the datamodule's (`camera_names`),
+    else the model's active cameras, else view0, view1, ..."""
+    names = getattr(trainer.datamodule, "camera_names", None) if trainer is not None else None
+    if not names and (model_names := getattr(pl_module, "camera_names", None)):
+        active = getattr(pl_module, "active", range(len(model_names)))
+        names = [model_names[i] for i in active]
+    names = [str(n) for n in names or []]
+    return names if len(names) == views else [f"view{v}" for v in range(views)]
 
 
 @torch.no_grad()
-def render_clips(model: Any, clips: Clips, context: int, config: RolloutVideoConfig) -> list[np.ndarray]:
-    """Open-loop rollouts of `clips` with their true actions -> one uint8 [T, H', W', 3] video each."""
+def render_clips(model: Any, clips: Clips, context: int, config: RolloutVideoConfig,
+                 names: list[str] | None = None) -> list[np.ndarray]:
+    """Open-loop rollouts of `clips` with their true actions -> one uint8 [T, H', W', 3] video each
+    (rows labelled with the camera `names` when there are several views)."""
     device = next(iter(model.parameters())).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
     on_device = clips.to(device)
     generator = torch.Generator(device).manual_seed(config.seed)
     predicted, _ = open_loop(model, on_device.frames, on_device.actions, context, generator=generator)
     predicted = predicted.float().cpu().numpy()  # [K, T-C, V, 3, H, W]
     truth = clips.frames.numpy()
-    return [rollout_frames(truth[i], predicted[i], context, config.scale, config.error_gain, config.max_side)
+    return [rollout_frames(truth[i], predicted[i], context, config.scale, config.error_gain, config.max_side, names)
             for i in range(len(clips))]
 
 
@@ -166,7 +205,8 @@ class RolloutVideoCallback(FixedClipsCallback):
     """Every `every_n_val_epochs` validations: K fixed clips, open loop, logged as MP4 + GIF.
 
     Keyword arguments: the fields of `RolloutVideoConfig`. Files: `rollouts/epoch_XXX/
-    clip{k}_step{global step:06d}.mp4|.gif`. Does nothing (one info line) without an MLflow logger.
+    clip{k}_step{global step:06d}.mp4|.gif`, and the latest GIFs as `rollout_latest_clip{k}.gif`
+    at the artifact root. Does nothing (one info line) without an MLflow logger.
     """
 
     def __init__(self, **settings: Any) -> None:
@@ -192,19 +232,25 @@ class RolloutVideoCallback(FixedClipsCallback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            videos = render_clips(pl_module, clips, context, self.config)
+            videos = render_clips(pl_module, clips, context, self.config,
+                                  camera_names(trainer, pl_module, clips.frames.shape[2]))
         finally:
             pl_module.train(was_training)
         folder = f"rollouts/epoch_{trainer.current_epoch:03d}"
         with tempfile.TemporaryDirectory(prefix="lwm-rollouts-") as tmp:
             paths: list[Path] = []
+            latest: list[Path] = []
             try:
                 for index, video in enumerate(videos):
-                    paths += write_video_pair(video, Path(tmp) / f"clip{index}_step{trainer.global_step:06d}",
-                                              self.config.fps, self.config.limits)
+                    pair = write_video_pair(video, Path(tmp) / f"clip{index}_step{trainer.global_step:06d}",
+                                            self.config.fps, self.config.limits)
+                    paths += pair
+                    latest.append(Path(shutil.copyfile(pair[1], Path(tmp) / LATEST_GIF.format(index=index))))
             except ConfigError as error:  # a video that cannot fit max_bytes must not end the training
                 log.warning("%s: rollout videos skipped: %s", type(self).__name__, error)
                 return
-            log_artifacts(mlflow_logger(trainer), paths, folder)
+            logger = mlflow_logger(trainer)
+            log_artifacts(logger, paths, folder)
+            log_artifacts(logger, latest, None)  # replaces the previous validation's
         self.seconds += time.perf_counter() - start
         log.info("rollout videos of %d clips logged to %s (%.1f s)", len(videos), folder, time.perf_counter() - start)

@@ -1,9 +1,12 @@
 """Robustness sweeps: perturbations, success rules that hold by construction, and the JSON,
-metrics and PNG a tiny `lwm fit` logs to MLflow."""
+metrics and PNG a tiny `lwm fit` logs to MLflow (metrics under `z_summary/robustness/`, sorted
+after the training curves in the UI)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -13,9 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
+import callbacks.robustness_sweep as robustness_sweep
 from callbacks.fixed_clips import Clips
 from callbacks.perturbations import Perturbation, build_settings, check_actions, perturbed_actions
 from callbacks.robustness_sweep import (
+    METRIC_PREFIX,
     ImpliedMotion,
     RobustnessSweepCallback,
     RobustnessSweepConfig,
@@ -184,22 +189,50 @@ class Logged(NamedTuple):
     listed: list[str]  # artifact paths under robustness/
     local: Path  # where they were downloaded
     metrics: dict[str, float]  # the run's latest metrics
-    history: list  # robustness/success/latent_eps_0.1 over steps
+    history: list  # z_summary/robustness/success/latent_eps_0.1 over steps
+    root_plot: Path | None  # robustness.png at the artifact root, downloaded
+    titles: list[str]  # the plots' titles, in order
+    warnings: list[str]  # what the callbacks warned
     dataset: Path
     workdir: Path
 
 
+@contextlib.contextmanager
+def warnings_of(name: str):
+    """The messages of the warnings logged under logger `name` while inside (caplog is per test)."""
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger(name).addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logging.getLogger(name).removeHandler(handler)
+
+
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
-    """Fit 3 steps (validations at 1, 2, 3): sweeps at the 2nd validation and at the end."""
+    """Fit 3 steps (validations at 1, 2, 3): sweeps at the 2nd validation and at the end. num_clips
+    is 8 (the default), but a validation run here reads one batch of 2 windows."""
     dataset = make_tiny_dataset(tmp_path_factory.mktemp("sweepdata"))
-    with workdir_at(tmp_path_factory.mktemp("sweepfit")) as workdir:
+    titles: list[str] = []
+    plot = robustness_sweep.plot_rows
+
+    def plot_and_keep_title(rows, title, path):  # the real plot; the title kept to read back
+        titles.append(title)
+        plot(rows, title, path)
+
+    with (workdir_at(tmp_path_factory.mktemp("sweepfit")) as workdir, pytest.MonkeyPatch.context() as patch,
+          warnings_of("callbacks") as warnings):
+        patch.setattr(robustness_sweep, "plot_rows", plot_and_keep_title)
         assert fit(dataset, "trainer.max_steps=3", *SWEEP) == 0
         client, run = client_and_run(workdir)
         listed = sorted(a.path for a in client.list_artifacts(run.info.run_id, "robustness"))
         local = Path(client.download_artifacts(run.info.run_id, "robustness", str(workdir / "download")))
-        history = client.get_metric_history(run.info.run_id, "robustness/success/latent_eps_0.1")
-        return Logged(listed, local, run.data.metrics, history, dataset, workdir)
+        history = client.get_metric_history(run.info.run_id, f"{METRIC_PREFIX}/success/latent_eps_0.1")
+        root = [a.path for a in client.list_artifacts(run.info.run_id) if a.path == "robustness.png"]
+        root_plot = Path(client.download_artifacts(run.info.run_id, root[0], str(workdir / "root"))) if root else None
+        return Logged(listed, local, run.data.metrics, history, root_plot, titles, warnings, dataset, workdir)
 
 
 def test_fit_logs_a_table_and_a_plot_per_sweep(logged):
@@ -226,12 +259,38 @@ def test_logged_table_has_a_rate_in_0_1_per_setting_and_1_unperturbed(logged):
 def test_metrics_match_the_table_at_each_sweep(logged):
     local, metrics, history = logged.local, logged.metrics, logged.history
     table = json.loads((local / "sweep_step000003.json").read_text())
-    assert {k for k in metrics if k.startswith("robustness/")} == {f"robustness/success/{n}" for n in SETTINGS[1:]} | {
-        f"robustness/deviation_m/{n}" for n in SETTINGS[1:]} | {"robustness/success/all"}
+    prefix = "z_summary/robustness"
+    assert {k for k in metrics if "robustness" in k} == {f"{prefix}/success/{n}" for n in SETTINGS[1:]} | {
+        f"{prefix}/deviation_m/{n}" for n in SETTINGS[1:]} | {f"{prefix}/success/all"}
     for row in table["settings"][1:]:
-        assert metrics[f"robustness/success/{row['setting']}"] == pytest.approx(row["success_rate"])
-        assert metrics[f"robustness/deviation_m/{row['setting']}"] == pytest.approx(row["mean_final_deviation_m"])
+        assert metrics[f"{prefix}/success/{row['setting']}"] == pytest.approx(row["success_rate"])
+        assert metrics[f"{prefix}/deviation_m/{row['setting']}"] == pytest.approx(row["mean_final_deviation_m"])
     assert [m.step for m in history] == [2, 3]
+
+
+def test_summaries_sort_after_the_training_curves_in_the_ui(logged):
+    # MLflow 3.17's UI sorts chart sections (a key up to its last "/") by name, code unit by code unit
+    # at first and with localeCompare when new ones appear; both put z_summary/ after train/ and val/.
+    sections = {k.rsplit("/", 1)[0] for k in logged.metrics}
+    curves = [s for s in sections if s.startswith(("train/", "val/"))]
+    summaries = [s for s in sections if "robustness" in s]
+    assert curves and summaries and max(curves) < min(summaries)
+
+
+def test_the_latest_plot_is_also_at_the_artifact_root(logged):
+    assert logged.root_plot is not None
+    assert logged.root_plot.read_bytes() == (logged.local / "sweep_step000003.png").read_bytes()  # the last sweep's
+
+
+def test_the_plot_title_counts_the_clips_used_and_the_shortfall_is_warned_once(logged):
+    table = json.loads((logged.local / "sweep_step000003.json").read_text())
+    assert table["clips"] == 2 and table["num_clips"] == 8  # one validation batch of 2 windows
+    assert [t.split(": ")[1].split(",")[0] for t in logged.titles] == ["2 clips (of num_clips=8)"] * 2
+    assert logged.warnings == [
+        "RobustnessSweepCallback: num_clips=8 but the first validation run (trainer.limit_val_batches=1) gave only "
+        "2 windows in 1 batch(es), so it uses 2 clips; raise trainer.limit_val_batches or give the val split more "
+        "windows (more val scenes, a shorter data.window)"]
+    assert table["clips_shortfall"].startswith("the first validation run")
 
 
 def test_a_setting_outside_the_space_fails_before_training(logged, capsys):

@@ -17,9 +17,11 @@ from callbacks.rollout_video import (
     GAP_VALUE,
     HEADER,
     IMAGINED_RGB,
+    LABEL_HEIGHT,
     OBSERVED_RGB,
     TIMELINE,
     RolloutVideoCallback,
+    camera_names,
     compose_grid,
     rollout_frames,
     tile_origin,
@@ -91,6 +93,41 @@ def test_video_shows_observed_frames_then_predictions_with_a_time_bar():
     assert small.shape[2] == 3 * size + 2 * GAP  # scale lowered to 1 to respect max_side
 
 
+def test_rows_of_a_multicamera_grid_carry_their_camera_names():
+    steps, context, size, scale = 4, 2, 16, 2
+    rng = np.random.default_rng(3)
+    truth = rng.random((steps, 3, 3, size, size), dtype=np.float32)
+    predicted = rng.random((steps - context, 3, 3, size, size), dtype=np.float32)
+    names = ["front", "front_left", "front_right"]
+    plain = rollout_frames(truth, predicted, context, scale, 1.0, 768)
+    labelled = rollout_frames(truth, predicted, context, scale, 1.0, 768, names)
+    assert labelled.shape == plain.shape
+    top, tile = HEADER + TIMELINE, size * scale
+    changed = (labelled != plain).any(axis=(0, 3))  # [H', W']: pixels a label touched in some frame
+    boxes = np.zeros_like(changed)  # where the labels may be: each row's top-left corner of its truth tile
+    for view in range(3):
+        row = top + view * (size + GAP) * scale
+        boxes[row : row + LABEL_HEIGHT, :tile] = True
+        assert changed[row : row + LABEL_HEIGHT, :tile].any(), view  # the name is drawn there
+        box = labelled[:, row : row + LABEL_HEIGHT, :tile]
+        assert (box == 0).all(-1).any() and (box.min(-1) > 150).any(), view  # light text on black
+    assert not (changed & ~boxes).any()  # nothing else moved: tiles, prediction and error columns, header
+    # one camera: no label (the single-camera videos stay as they were)
+    single = rollout_frames(truth[:, :1], predicted[:, :1], context, scale, 1.0, 768, ["front"])
+    assert np.array_equal(single, rollout_frames(truth[:, :1], predicted[:, :1], context, scale, 1.0, 768))
+
+
+def test_camera_names_come_from_the_data_else_the_views_are_numbered():
+    class Data:
+        camera_names = ["front", "back"]
+
+    class Trainer:
+        datamodule = Data()
+
+    assert camera_names(Trainer(), None, 2) == ["front", "back"]
+    assert camera_names(Trainer(), None, 3) == ["view0", "view1", "view2"]  # names that do not fit are not used
+
+
 # ---- size bounds ----------------------------------------------------------------------------
 def test_files_stay_within_the_bounds_even_for_noise(tmp_path):
     noise = np.random.default_rng(1).integers(0, 256, (30, 120, 200, 3), dtype=np.uint8)  # incompressible
@@ -131,6 +168,8 @@ def test_bad_settings_are_refused_when_built(key, value, message):
 class Logged(NamedTuple):
     listed: list[str]  # artifact paths under rollouts/
     files: dict[str, Path]  # downloaded files by name
+    root: dict[str, Path]  # the files at the artifact root, downloaded
+    metrics: dict[str, float]  # the run's latest metrics
     dataset: Path
     workdir: Path
 
@@ -145,7 +184,10 @@ def logged(tmp_path_factory):
         listed = sorted(a.path for folder in client.list_artifacts(run.info.run_id, "rollouts")
                         for a in client.list_artifacts(run.info.run_id, folder.path))
         local = Path(client.download_artifacts(run.info.run_id, "rollouts", str(workdir / "download")))
-        return Logged(listed, {path.name: path for path in local.rglob("clip*")}, dataset, workdir)
+        root = {a.path: Path(client.download_artifacts(run.info.run_id, a.path, str(workdir / "root")))
+                for a in client.list_artifacts(run.info.run_id) if not a.is_dir}
+        return Logged(listed, {path.name: path for path in local.rglob("clip*")}, root, run.data.metrics, dataset,
+                      workdir)
 
 
 def test_fit_logs_an_mp4_and_a_gif_per_clip_every_second_validation(logged):
@@ -156,6 +198,22 @@ def test_fit_logs_an_mp4_and_a_gif_per_clip_every_second_validation(logged):
         (k, s, ext) for k in (0, 1) for s in (2, 4) for ext in ("gif", "mp4")]
     epoch_at = {int(m[3]): int(m[1]) for m in found}
     assert epoch_at[2] <= epoch_at[4]  # a folder per epoch, the step in the name
+
+
+def test_the_latest_gif_of_each_clip_is_also_at_the_artifact_root(logged):
+    root = logged.root
+    assert {name for name in root if name.startswith("rollout_")} == {f"rollout_latest_clip{k}.gif" for k in (0, 1)}
+    for k in (0, 1):  # the last validation's (step 4), which replaced step 2's
+        assert root[f"rollout_latest_clip{k}.gif"].read_bytes() == logged.files[f"clip{k}_step000004.gif"].read_bytes()
+
+
+def test_fit_logs_each_psnr_horizon_with_its_baselines_under_one_prefix(logged):
+    # The MLflow UI makes a chart section of what precedes a key's last "/": val/psnr_h4 holds all three.
+    metrics = logged.metrics
+    for h in (1, 4):
+        for source in ("model", "copy_last", "shuffled_actions"):
+            assert 0 < metrics[f"val/psnr_h{h}/{source}"] < 60, (h, source)
+    assert not [k for k in metrics if re.fullmatch(r"val/psnr[a-z_]*/h\d+", k)]  # no old-style names left
 
 
 def test_logged_mp4_is_h264_yuv420p_with_every_frame(logged):

@@ -54,7 +54,8 @@ from lightning_wm.models.nn.warp_decoder import WarpDecoder, image_loss
 from lightning_wm.models.world_model import BEV_MAP_STAGE, PSNR_KINDS, WorldModel, commanded_turn
 from sharding.errors import ConfigError
 
-XVIEW_KINDS = ("xview", "xview_gt")  # logged as val/<kind>/h<k>: predicted frames, ground truth (the floor)
+# logged as val/xview_h<k>/model (predicted frames) and val/xview_h<k>/ground_truth (the floor)
+XVIEW_KINDS = {"xview": ("xview", "model"), "xview_gt": ("xview", "ground_truth")}
 
 
 class MultiCamWorldModel(WorldModel):
@@ -67,7 +68,7 @@ class MultiCamWorldModel(WorldModel):
     family = "multicam"
     config_class = MultiCamConfig
     min_views = MIN_VIEWS
-    score_kinds = PSNR_KINDS + XVIEW_KINDS
+    score_kinds = PSNR_KINDS | XVIEW_KINDS
 
     def __init__(self, config: MultiCamConfig | dict[str, Any], action_names: list[str],
                  image_size: tuple[int, int] | list[int], rig: list[dict[str, Any]], fps: float | None = None) -> None:

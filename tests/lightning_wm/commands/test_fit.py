@@ -61,7 +61,7 @@ def test_fit_records_params_metrics_tags_and_artifacts(dataset, workdir):
     assert run.data.params["model/size"] == "tiny" and run.data.params["data/window"] == "8"
     for metric in ("train/loss/total", "train/loss/kl_dyn", "train/loss/kl_rep", "train/loss/image",
                    "train/grad_norm", "train/lr", "train/perf/samples_per_s", "val/loss/total",
-                   "val/psnr/h1", "val/psnr_copy_last/h1"):
+                   "val/psnr_h1/model", "val/psnr_h1/copy_last"):
         assert metric in run.data.metrics, metric
     tags = run.data.tags
     assert tags["model_family"] == "single_cam" and tags["dataset_fingerprint"].startswith("test-")

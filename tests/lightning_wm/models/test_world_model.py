@@ -60,6 +60,6 @@ def test_validation_psnr_equals_the_evaluation_psnr_on_the_same_frames():
     evaluator.update(batch)
     psnr = evaluator.metrics.video["model"].compute()["psnr"]
     for h in (1, 4):
-        assert trainer.callback_metrics[f"val/psnr/h{h}"].item() == pytest.approx(psnr[h - 1].item(), abs=1e-4)
+        assert trainer.callback_metrics[f"val/psnr_h{h}/model"].item() == pytest.approx(psnr[h - 1].item(), abs=1e-4)
     copy_last = evaluator.metrics.video["copy_last"].compute()["psnr"]
-    assert trainer.callback_metrics["val/psnr_copy_last/h1"].item() == pytest.approx(copy_last[0].item(), abs=1e-4)
+    assert trainer.callback_metrics["val/psnr_h1/copy_last"].item() == pytest.approx(copy_last[0].item(), abs=1e-4)
