@@ -7,6 +7,7 @@ pickled objects (which could run code on load) is refused. `ckpt_path=last` find
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,19 @@ from sharding.errors import ConfigError
 RUN_KEY = "lwm_run"  # our entry in the checkpoint dict: run name, MLflow run id
 
 
-def resolve_ckpt_path(ckpt_path: str | None, runs_dir: Path) -> Path | None:
-    """`null` -> None; `last` -> the newest last/on_exception checkpoint in `runs_dir`; else a path."""
+def resolve_ckpt_path(ckpt_path: str | None, runs_dir: Path, tracking_uri: str | None = None,
+                      key: str = "ckpt_path") -> Path | None:
+    """`null` -> None; `last` -> the newest last/on_exception checkpoint in `runs_dir`;
+    `models:/NAME@ALIAS` or `models:/NAME/VERSION` -> that registered version's checkpoint, downloaded
+    into `<runs_dir>/registry/` (from `tracking_uri`, default $MLFLOW_TRACKING_URI or ./mlflow.db);
+    else a path."""
     if ckpt_path is None:
         return None
+    if ckpt_path.startswith("models:/"):
+        from lightning_wm.registry.uris import resolve_model_uri
+
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+        return resolve_model_uri(ckpt_path, uri, runs_dir / "registry", key).checkpoint
     if ckpt_path == "last":
         found = [p for name in ("last.ckpt", "on_exception.ckpt") for p in runs_dir.glob(f"*/checkpoints/{name}")]
         if not found:
@@ -31,7 +41,7 @@ def resolve_ckpt_path(ckpt_path: str | None, runs_dir: Path) -> Path | None:
         return max(found, key=lambda p: p.stat().st_mtime)
     path = Path(ckpt_path)
     if not path.is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path}: no such file; give a .ckpt path or `last`")
+        raise ConfigError(f"{key}={ckpt_path}: no such file; give a .ckpt path, `last` or models:/NAME@ALIAS")
     return path
 
 

@@ -13,7 +13,7 @@ from sharding.errors import LwmError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lightning_wm.commands import evaluate, fit, regress, shard, simulate, stress
+    from lightning_wm.commands import evaluate, fit, promote, regress, rollout, shard, simulate, stress
 
     parser = argparse.ArgumentParser(
         prog="lwm",
@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_parser(commands)
     regress.add_parser(commands)
     stress.add_parser(commands)
+    promote.add_parser(commands)
+    rollout.add_parser(commands)
     shard.add_parsers(commands)
     return parser
 

@@ -40,6 +40,8 @@ def register_configs() -> None:
     # imported here: the model and run configs import lightning/torch, `lwm shard` does not need them
     from lightning_wm.evaluation.config import EvaluateConfig
     from lightning_wm.models.registry import FAMILIES
+    from lightning_wm.registry.config import PromoteConfig
+    from lightning_wm.rollout_config import RolloutConfig
     from lightning_wm.run_config import FitConfig, TrainerConfig
     from lightning_wm.simulation.config import SimulateConfig
     from lightning_wm.testing.config import RegressConfig
@@ -57,6 +59,8 @@ def register_configs() -> None:
     store.store(name="simulate_schema", node=SimulateConfig)
     store.store(name="regress_schema", node=RegressConfig)
     store.store(name="stress_schema", node=StressConfig)
+    store.store(name="promote_schema", node=PromoteConfig)
+    store.store(name="rollout_schema", node=RolloutConfig)
     store.store(group="suite", name="suite_schema", node=SuiteConfig)
     store.store(group="data", name="shard_data_schema", node=ShardDataConfig)
     store.store(group="trainer", name="trainer_schema", node=TrainerConfig)

@@ -151,7 +151,7 @@ def build_simulators(cfg: SimulateConfig, dataset: SyntheticDatasetConfig | None
     """The world model (and IDM) and the reference world of `cfg`, every input checked first."""
     learned, ckpt, run_name = None, None, "reference"
     if cfg.sim != "reference":
-        ckpt = resolve_world_model(cfg.sim, Path(cfg.runs_dir))
+        ckpt = resolve_world_model(cfg.sim, Path(cfg.runs_dir), tracking.tracking_uri(cfg.logger, Path.cwd()), "sim")
         model, checkpoint = load_world_model(ckpt, "sim")
         idm = load_idm(Path(cfg.idm_ckpt)).to(device) if cfg.idm_ckpt else None
         cameras = [c["name"] for c in model.rig] if model.rig else ["front"]

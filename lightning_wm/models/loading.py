@@ -79,11 +79,12 @@ def load_model(path: Path, key: str, family: str | None = None,
     return module.eval().requires_grad_(False), checkpoint
 
 
-def resolve_world_model(ckpt: str, runs_dir: Path) -> Path:
+def resolve_world_model(ckpt: str, runs_dir: Path, tracking_uri: str | None = None, key: str = "ckpt") -> Path:
     """`ckpt=last`: the newest last/on_exception checkpoint under `runs_dir` that is not an IDM's
-    (IDM runs share the runs folder); otherwise `checkpoints.resolve_ckpt_path`."""
+    (IDM runs share the runs folder); `models:/NAME@ALIAS|VERSION`: the registered version's
+    checkpoint (`lightning_wm.registry.uris`); otherwise `checkpoints.resolve_ckpt_path`."""
     if ckpt != "last":
-        return checkpoints.resolve_ckpt_path(ckpt, runs_dir)
+        return checkpoints.resolve_ckpt_path(ckpt, runs_dir, tracking_uri, key)
     found = [p for name in ("last.ckpt", "on_exception.ckpt") for p in runs_dir.glob(f"*/checkpoints/{name}")]
     for path in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
         hparams = checkpoints.load_checkpoint(path).get("hyper_parameters") or {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 
@@ -87,6 +88,24 @@ def open_loop(model: RolloutModel, frames: torch.Tensor, actions: torch.Tensor, 
     state = model.observe(frames[:, :context], actions[:, :context], generator=generator)
     states = model.imagine(state, future_actions, generator=generator)
     return model.decode(states), states
+
+
+def rollout_arrays(model: RolloutModel, model_input: dict[str, np.ndarray], seed: int = 0) -> np.ndarray:
+    """numpy in, numpy out (the pyfunc model's `predict`, `lwm rollout`): frames [B, C, V, 3, H, W] in
+    [0, 1] and actions [B, C - 1 + K, A] -> the K predicted frames [B, K, V, 3, H, W]; `seed` seeds
+    the latent sampling."""
+    device = next(model.parameters()).device  # the model's; inputs and output are numpy on the CPU
+    frames = torch.as_tensor(np.asarray(model_input["frames"], dtype=np.float32), device=device)
+    actions = torch.as_tensor(np.asarray(model_input["actions"], dtype=np.float32), device=device)
+    context = frames.shape[1]
+    if frames.ndim != 6 or actions.ndim != 3 or actions.shape[1] < context:
+        raise ValueError(f"frames must be [B, C, V, 3, H, W] and actions [B, C - 1 + K, A] with K >= 1; got frames "
+                         f"{tuple(frames.shape)}, actions {tuple(actions.shape)}")
+    generator = torch.Generator(device).manual_seed(seed)
+    with torch.no_grad():
+        state = model.observe(frames, actions[:, :context], generator=generator)
+        states = model.imagine(state, actions[:, context - 1 :], generator=generator)
+        return model.decode(states).cpu().numpy()
 
 
 class ImpliedMotion:

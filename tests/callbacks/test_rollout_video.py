@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from callbacks.rollout_video import (
+from callbacks.rollout_video import RolloutVideoCallback, camera_names
+from lightning_wm.cli import main
+from lightning_wm.video_grid import (
     GAP,
     GAP_VALUE,
     HEADER,
@@ -20,13 +22,10 @@ from callbacks.rollout_video import (
     LABEL_HEIGHT,
     OBSERVED_RGB,
     TIMELINE,
-    RolloutVideoCallback,
-    camera_names,
     compose_grid,
     rollout_frames,
     tile_origin,
 )
-from lightning_wm.cli import main
 from lightning_wm.video_io import VideoLimits, bounded_gif, write_bounded_mp4, write_mp4
 from sharding.errors import ConfigError
 from tests.callbacks.tiny_fit import CONTEXT, SIZE, WINDOW, client_and_run, fit, make_tiny_dataset, workdir_at

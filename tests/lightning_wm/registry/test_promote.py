@@ -1,0 +1,115 @@
+"""`lwm promote` against a real MLflow server and the local SQLite store; `models:/` URIs everywhere."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from lightning_wm.cli import main
+from lightning_wm.models.loading import load_world_model
+from lightning_wm.models.rollout import rollout_arrays
+from tests.mlflow_server import mlflow_server
+
+EVAL = ["data.num_workers=0", "logger.system_metrics=false", "device=cpu"]
+
+
+def promote(world, ckpt, uri, *extra):
+    return main(["promote", f"ckpt={ckpt}", f"data.path={world}", f"logger.tracking_uri={uri}", *EVAL, *extra])
+
+
+def test_the_better_checkpoint_becomes_champion_the_worse_stays_challenger_on_a_server(
+        synthetic_world, good_and_bad, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    good, bad = good_and_bad
+    with mlflow_server(tmp_path) as uri:
+        assert promote(synthetic_world, good, uri) == 0
+        assert promote(synthetic_world, bad, uri) == 1
+        out = capsys.readouterr().out
+        assert "driving-wm v2 stays challenger" in out and "psnr" in out.split("stays challenger")[1]
+        client = MlflowClient(uri, registry_uri=uri)
+        model = client.get_registered_model("driving-wm")
+        assert {k: int(v) for k, v in model.aliases.items()} == {"champion": 1, "challenger": 2}
+        v1, v2 = client.get_model_version("driving-wm", "1"), client.get_model_version("driving-wm", "2")
+        assert v1.tags["gate"] == "passed" and v2.tags["gate"] == "failed" and v2.tags["gated_against"] == "v1"
+        assert v1.tags["protocol_hash"] == v2.tags["protocol_hash"]
+        failed = v2.tags["gate_failed"].split(",")
+        assert all(float(v2.tags[f"eval/{m}"]) != float(v1.tags[f"eval/{m}"]) for m in failed)
+        # the report: one JUnit testcase per gated metric, the failures named
+        (report,) = (tmp_path / "lwm_runs" / "promotions").glob("promote-driving-wm-one-step-*")
+        suite = ET.parse(report / "junit.xml").getroot().find("testsuite")
+        failures = [case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None]
+        assert failures == failed and int(suite.get("failures")) == len(failed)
+        # the champion is what `models:/...@champion` evaluates
+        assert main(["evaluate", "ckpt=models:/driving-wm@champion", f"data.path={synthetic_world}",
+                     f"logger.tracking_uri={uri}", *EVAL]) == 0
+        (evaluation,) = (tmp_path / "lwm_runs" / "trained" / "evaluations").glob("eval-*/metrics.json")
+        info = json.loads(evaluation.read_text())["info"]
+        assert info["protocol_hash"] == v1.tags["protocol_hash"] and info["model_uri"] == "models:/driving-wm@champion"
+        assert "registry/driving-wm/v1" in info["checkpoint"]
+        runs = client.search_runs([client.get_experiment_by_name("lightning-wm").experiment_id])
+        assert {r.data.tags.get("lwm_command") for r in runs} == {"promote", "evaluate"}
+
+
+def test_registered_model_rolls_out_like_its_checkpoint_and_reevaluation_agrees_with_its_tags(
+        synthetic_world, good_and_bad, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    good, _ = good_and_bad
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert promote(synthetic_world, good, uri) == 0
+    # promoting the same checkpoint again, re-evaluating the champion: identical figures, so it passes
+    assert promote(synthetic_world, good, uri, "reuse_champion_results=false") == 0
+    client = MlflowClient(uri, registry_uri=uri)
+    v1, v2 = client.get_model_version("driving-wm", "1"), client.get_model_version("driving-wm", "2")
+    assert {k: v for k, v in v1.tags.items() if k.startswith("eval/")} == {
+        k: v for k, v in v2.tags.items() if k.startswith("eval/")}
+    assert {k: int(v) for k, v in client.get_registered_model("driving-wm").aliases.items()} == {"champion": 2}
+    # the pyfunc model (an MLflow LoggedModel) rolls out exactly like the checkpoint
+    mlflow.set_tracking_uri(uri)
+    pyfunc = mlflow.pyfunc.load_model("models:/driving-wm@champion")
+    rng = np.random.default_rng(0)
+    window = {"frames": rng.random((2, 4, 1, 3, 32, 32), dtype=np.float32),
+              "actions": rng.normal(size=(2, 9, 2)).astype(np.float32)}
+    predicted = pyfunc.predict(window, params={"seed": 3})
+    model, _ = load_world_model(good)
+    assert predicted.shape == (2, 6, 1, 3, 32, 32)
+    np.testing.assert_array_equal(predicted, rollout_arrays(model, window, seed=3))
+    assert not np.array_equal(predicted, pyfunc.predict(window, params={"seed": 4}))
+    logged = client.get_logged_model(v2.model_id) if v2.model_id else None
+    assert logged is None or any(m.key.startswith("gate/") for m in logged.metrics or [])
+
+
+def test_simulate_and_rollout_take_registered_models(synthetic_world, good_and_bad, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    good, _ = good_and_bad
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert promote(synthetic_world, good, uri) == 0
+    assert main(["simulate", "sim=models:/driving-wm/1", f"data.path={synthetic_world}", "logger=none",
+                 "episodes=2", "videos=0", "device=cpu", f"logger.tracking_uri={uri}"]) == 0
+    videos = {}
+    for steer in ("left", "right"):
+        assert main(["rollout", "model=models:/driving-wm@champion", f"steer={steer}", f"data.path={synthetic_world}",
+                     f"logger.tracking_uri={uri}", "horizon_s=2", f"out={tmp_path / steer}"]) == 0
+        videos[steer] = (tmp_path / f"{steer}.gif").read_bytes()
+        assert (tmp_path / f"{steer}.mp4").stat().st_size > 0
+    assert videos["left"] != videos["right"]
+
+
+@pytest.mark.parametrize("uri_suffix, message", [
+    ("driving-wm@nope", "no such version or alias of 'driving-wm' (aliases: ['champion']"),
+    ("other@champion", "no registered model 'other'"),
+])
+def test_a_registered_model_that_is_not_there_is_one_line(synthetic_world, good_and_bad, tmp_path, monkeypatch,
+                                                          capsys, uri_suffix, message):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert promote(synthetic_world, good_and_bad[0], uri) == 0
+    capsys.readouterr()
+    assert main(["evaluate", f"ckpt=models:/{uri_suffix}", f"data.path={synthetic_world}",
+                 f"logger.tracking_uri={uri}", *EVAL]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "lwm promote" in err[0]
