@@ -31,6 +31,7 @@ from lightning_wm.registry.config import PromoteConfig
 from lightning_wm.registry.gate import compare, gated_metrics
 from lightning_wm.registry.promotion import find_champion, tag_and_alias, tagged_metrics, version_tags
 from lightning_wm.registry.report import promotion_markdown
+from lightning_wm.registry.sim_to_sim_gate import gate_settings, sim_to_sim_metrics
 from lightning_wm.registry.uris import client_for, file_sha256, is_model_uri, resolve_model_uri
 from lightning_wm.report_folder import staged
 from lightning_wm.testing.junit import write_junit
@@ -42,8 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "promote",
         help="register a checkpoint in the MLflow model registry; champion only when no gated metric regresses",
         description="Evaluate a world-model checkpoint with the evaluation protocol, compare it with the version "
-        "holding the champion alias (PSNR per horizon, ADE/FDE, action following, hazard AUROC, BEV IoU, each "
-        "within its tolerance), log it as an MLflow model and register a new version: champion if nothing "
+        "holding the champion alias (PSNR per horizon, ADE/FDE, action following, hazard AUROC, BEV IoU, the "
+        "sim-to-sim agreement on a suite, each within its tolerance), log it as an MLflow model and register a new version: champion if nothing "
         "regressed (exit 0), challenger otherwise (exit 1, the report names the metric). Options are Hydra "
         "overrides of conf/promote.yaml, e.g. `lwm promote ckpt=PATH name=driving-wm tolerances.psnr=1.0 "
         "logger.tracking_uri=http://127.0.0.1:5000`.",
@@ -74,16 +75,20 @@ def run_promote(args: argparse.Namespace) -> int:
     # ---- measure: the candidate, then the champion on the same protocol ---------------------
     candidate = evaluate_checkpoint(cfg, ckpt, device)
     info = candidate.info
-    metrics = gated_metrics(candidate.results)
+    metrics = gated_metrics(candidate.results) | sim_to_sim_metrics(cfg, ckpt, device)
+    settings = gate_settings(cfg.sim_to_sim)
     client = client_for(uri)
     champion = find_champion(client, cfg.name, cfg.champion_alias)
     champion_metrics, champion_source = None, None
     if champion is not None:
-        if cfg.reuse_champion_results and champion.tags.get("protocol_hash") == info["protocol_hash"]:
+        same = (champion.tags.get("protocol_hash") == info["protocol_hash"]
+                and champion.tags.get("sim_to_sim_settings") == settings)
+        if cfg.reuse_champion_results and same:
             champion_metrics, champion_source = tagged_metrics(champion.tags), "its version tags (same protocol)"
         else:
             local = resolve_model_uri(f"models:/{cfg.name}/{champion.version}", uri, Path(cfg.runs_dir) / "registry")
-            champion_metrics = gated_metrics(evaluate_checkpoint(cfg, local.checkpoint, device).results)
+            champion_metrics = (gated_metrics(evaluate_checkpoint(cfg, local.checkpoint, device).results)
+                                | sim_to_sim_metrics(cfg, local.checkpoint, device))
             champion_source = "a new evaluation with this protocol"
     checks = compare(metrics, champion_metrics, cfg.tolerances)
     failed = [c.name for c in checks if c.status == "fail"]
@@ -112,8 +117,8 @@ def run_promote(args: argparse.Namespace) -> int:
         mlflow.log_metrics({f"gate/{k}": v for k, v in measured.items()}, model_id=model_info.model_id)
     version = str(model_info.registered_model_version)
     alias = cfg.champion_alias if passed else cfg.challenger_alias
-    tag_and_alias(client, cfg.name, version, version_tags(metrics, info, file_sha256(ckpt), passed, failed, champion),
-                  alias)
+    on_version = version_tags(metrics, info, file_sha256(ckpt), passed, failed, champion)
+    tag_and_alias(client, cfg.name, version, on_version | {"sim_to_sim_settings": settings}, alias)
 
     out = Path(cfg.out) if cfg.out else Path(cfg.runs_dir) / "promotions" / run_name
     decision = {"name": cfg.name, "version": version, "alias": alias, "passed": passed, "failed": failed,

@@ -15,6 +15,7 @@ import shlex
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -38,7 +39,8 @@ from lightning_wm.simulation.closed_loop import EpisodeBatch, batch_from_logs
 from lightning_wm.simulation.episodes import record_log
 from lightning_wm.testing import report
 from lightning_wm.testing.config import RegressConfig
-from lightning_wm.testing.regression import SuitePolicy, run_suite, verdicts
+from lightning_wm.testing.junit import Check
+from lightning_wm.testing.regression import SuitePolicy, SuiteRuns, run_suite, verdicts
 from lightning_wm.testing.suites import Suite, resolve_suite
 from sharding.errors import ConfigError
 
@@ -104,17 +106,27 @@ def suite_batches(cfg: RegressConfig, suite: Suite, dataset, sims) -> tuple[list
              for i in range(0, len(logs), cfg.batch_size)], dataset.world.fps, suite)
 
 
-def run_regress(args: argparse.Namespace) -> int:
-    overrides = policy_overrides(args.overrides) + (["strict=true"] if args.strict else [])
-    cfg_node = compose_config("regress", overrides, free_nodes=ROLES)
-    if args.print_config:
-        print(OmegaConf.to_yaml(cfg_node))
-        return 0
-    cfg: RegressConfig = to_object(cfg_node, "regress")
+@dataclass
+class Regression:
+    """Everything one run of the suite produced (`run_regression`), for the report and `lwm promote`."""
+
+    runs: SuiteRuns
+    checks: list[Check]
+    code: int
+    sim2sim: dict[str, Any]
+    suite: Suite
+    sims: Any
+    policies: dict[str, SuitePolicy]
+    batches: list[EpisodeBatch]
+    fps: float
+    simulators: dict[str, Any]
+    start: float
+    seconds_preparing: float
+
+
+def run_regression(cfg: RegressConfig, device: torch.device) -> Regression:
+    """Build the simulators and policies of `cfg`, run the suite, and judge it."""
     torch.manual_seed(cfg.seed)
-    workdir, device = Path.cwd(), pick_device(cfg.device)
-    if cfg.logger.enabled:
-        tracking.check_reachable(tracking.tracking_uri(cfg.logger, workdir))
     dataset = synthetic_dataset(cfg)
     if cfg.suite.select != "shards" and dataset is None:
         raise ConfigError(f"suite={cfg.suite.name} draws synthetic scenes, but data.path={cfg.data.path} holds another "
@@ -132,27 +144,40 @@ def run_regress(args: argparse.Namespace) -> int:
     runs = run_suite(simulators, batches, policies, cfg.suite.perturbations, sims.grid, cfg.scoring, fps,
                      sims.actions, sims.cameras, cfg.seed, record=(policies["candidate"].spec,) if cfg.videos else ())
     checks, code, sim2sim = verdicts(runs, suite, cfg.strict)
+    return Regression(runs, checks, code, sim2sim, suite, sims, policies, batches, fps, simulators, start, prepared)
 
-    suite_hash = suite.content_hash()
-    name = f"regress-{cfg.suite.name}-{policies['candidate'].spec.split('(')[0].rsplit('.', 1)[-1]}-{sims.run_name}-" \
-           f"{uuid.uuid4().hex[:6]}"
-    out = Path(cfg.out) if cfg.out else Path(cfg.runs_dir) / "regressions" / name
-    info = {"suite": cfg.suite.name, "suite_hash": suite_hash, "candidate": policies["candidate"].spec,
-            "baseline": policies["baseline"].spec, "extra_policies": [p.spec for r, p in policies.items()
-                                                                      if r not in ROLES],
-            "sim": str(sims.checkpoint) if sims.checkpoint else "reference", "simulators": list(simulators),
-            "episodes": sum(len(b.names) for b in batches), "episode_source": suite.source,
-            "context": cfg.suite.context, "horizon": cfg.suite.horizon, "fps": fps,
-            "perturbations": [p.name for p in cfg.suite.perturbations], "regression_run_name": name,
-            "seconds_preparing_episodes": round(prepared, 2), "seconds_total": round(time.perf_counter() - start, 2)}
-    summary = report.write_report(out, runs, checks, code, sim2sim, info, sims.grid, cfg.videos)
+
+def run_regress(args: argparse.Namespace) -> int:
+    overrides = policy_overrides(args.overrides) + (["strict=true"] if args.strict else [])
+    cfg_node = compose_config("regress", overrides, free_nodes=ROLES)
+    if args.print_config:
+        print(OmegaConf.to_yaml(cfg_node))
+        return 0
+    cfg: RegressConfig = to_object(cfg_node, "regress")
+    workdir = Path.cwd()
     if cfg.logger.enabled:
-        log_to_mlflow(cfg, cfg_node, workdir, info, runs, sim2sim, out)
+        tracking.check_reachable(tracking.tracking_uri(cfg.logger, workdir))
+    r = run_regression(cfg, pick_device(cfg.device))
+    name = f"regress-{cfg.suite.name}-{r.policies['candidate'].spec.split('(')[0].rsplit('.', 1)[-1]}-" \
+           f"{r.sims.run_name}-{uuid.uuid4().hex[:6]}"
+    out = Path(cfg.out) if cfg.out else Path(cfg.runs_dir) / "regressions" / name
+    info = {"suite": cfg.suite.name, "suite_hash": r.suite.content_hash(), "candidate": r.policies["candidate"].spec,
+            "baseline": r.policies["baseline"].spec, "extra_policies": [p.spec for role, p in r.policies.items()
+                                                                        if role not in ROLES],
+            "sim": str(r.sims.checkpoint) if r.sims.checkpoint else "reference", "simulators": list(r.simulators),
+            "episodes": sum(len(b.names) for b in r.batches), "episode_source": r.suite.source,
+            "context": cfg.suite.context, "horizon": cfg.suite.horizon, "fps": r.fps,
+            "perturbations": [p.name for p in cfg.suite.perturbations], "regression_run_name": name,
+            "seconds_preparing_episodes": round(r.seconds_preparing, 2),
+            "seconds_total": round(time.perf_counter() - r.start, 2)}
+    summary = report.write_report(out, r.runs, r.checks, r.code, r.sim2sim, info, r.sims.grid, cfg.videos)
+    if cfg.logger.enabled:
+        log_to_mlflow(cfg, cfg_node, workdir, info, r.runs, r.sim2sim, out)
     print(summary)
-    failed = [f"{c.classname}.{c.name}" for c in checks if c.status == "fail"]
-    print(f"regression {name}: {report.VERDICTS[code]} (exit {code}); failing checks: {', '.join(failed) or 'none'}; "
+    failed = [f"{c.classname}.{c.name}" for c in r.checks if c.status == "fail"]
+    print(f"regression {name}: {report.VERDICTS[r.code]} (exit {r.code}); failing checks: {', '.join(failed) or 'none'}; "
           f"report in {out}")
-    return code
+    return r.code
 
 
 def log_to_mlflow(cfg: RegressConfig, cfg_node: Any, workdir: Path, info: dict[str, Any], runs, sim2sim: dict,

@@ -10,6 +10,19 @@ from sharding.errors import ConfigError
 
 
 @dataclass
+class SimToSimGate:
+    """The sim-to-sim agreement the gate also compares (`lwm regress reference=true` on a suite)."""
+
+    episodes: int = 50  # episodes of `suite` run in both simulators; 0: not gated
+    suite: str = "nominal"  # conf/suite/ name (synthetic scenes: the reference world re-creates them)
+    policies: list[str] = field(default_factory=lambda: ["log_replay", "speed_up"])  # conf/policy/ names
+
+    def __post_init__(self) -> None:
+        if self.episodes < 0 or not self.policies:
+            raise ConfigError(f"sim_to_sim: episodes={self.episodes} (>= 0) with policies={self.policies} (at least one)")
+
+
+@dataclass
 class PromoteConfig(EvaluateConfig):
     """`lwm promote`: evaluate `ckpt` with the protocol (the evaluate keys), register it as a new
     version of `name`, and move `champion_alias` to it when no gated metric regresses."""
@@ -19,6 +32,7 @@ class PromoteConfig(EvaluateConfig):
     challenger_alias: str = "challenger"  # alias given to a version that failed it
     tolerances: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))  # worse by at most this
     reuse_champion_results: bool = True  # the champion's tagged results when its protocol hash is this one's
+    sim_to_sim: SimToSimGate = field(default_factory=SimToSimGate)
 
     def __post_init__(self) -> None:
         super().__post_init__()

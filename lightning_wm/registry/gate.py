@@ -8,6 +8,9 @@ depends on, each with the direction that is better:
     action_following         share of left/right counterfactuals that turn the commanded way (higher)
     hazard_auroc             hazard head on the imagined states vs the logged hazards (higher)
     bev_iou/<when>           mean BEV IoU over the classes measured (observed state, each horizon; higher)
+    sim_to_sim/<figure>      agreement of the learned simulator with the reference world on a suite's
+                             episodes: event recall and Cohen's kappa (collision or off-road), PDMS
+                             Pearson correlation (`lightning_wm.testing.sim_to_sim`; higher)
 
 `compare` gates the candidate against the champion: a metric regresses when it is worse by more
 than its tolerance (`tolerances`, keyed by the name before the first "/"); a metric the champion
@@ -22,9 +25,9 @@ from typing import Any
 from lightning_wm.testing.junit import Check
 
 HIGHER_IS_BETTER = {"psnr": True, "ade": False, "fde": False, "action_following": True, "hazard_auroc": True,
-                    "bev_iou": True}
+                    "bev_iou": True, "sim_to_sim": True}
 DEFAULT_TOLERANCES = {"psnr": 0.5, "ade": 0.25, "fde": 0.5, "action_following": 0.05, "hazard_auroc": 0.02,
-                      "bev_iou": 0.02}
+                      "bev_iou": 0.02, "sim_to_sim": 0.1}
 
 
 def gated_metrics(results: dict[str, Any]) -> dict[str, float | None]:

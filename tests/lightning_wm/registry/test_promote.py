@@ -19,7 +19,8 @@ EVAL = ["data.num_workers=0", "logger.system_metrics=false", "device=cpu"]
 
 
 def promote(world, ckpt, uri, *extra):
-    return main(["promote", f"ckpt={ckpt}", f"data.path={world}", f"logger.tracking_uri={uri}", *EVAL, *extra])
+    return main(["promote", f"ckpt={ckpt}", f"data.path={world}", f"logger.tracking_uri={uri}", *EVAL,
+                 "sim_to_sim.episodes=0", *extra])
 
 
 def test_the_better_checkpoint_becomes_champion_the_worse_stays_challenger_on_a_server(
@@ -27,8 +28,8 @@ def test_the_better_checkpoint_becomes_champion_the_worse_stays_challenger_on_a_
     monkeypatch.chdir(tmp_path)
     good, bad = good_and_bad
     with mlflow_server(tmp_path) as uri:
-        assert promote(synthetic_world, good, uri) == 0
-        assert promote(synthetic_world, bad, uri) == 1
+        assert promote(synthetic_world, good, uri, "sim_to_sim.episodes=4") == 0
+        assert promote(synthetic_world, bad, uri, "sim_to_sim.episodes=4") == 1
         out = capsys.readouterr().out
         assert "driving-wm v2 stays challenger" in out and "psnr" in out.split("stays challenger")[1]
         client = MlflowClient(uri, registry_uri=uri)
@@ -37,6 +38,7 @@ def test_the_better_checkpoint_becomes_champion_the_worse_stays_challenger_on_a_
         v1, v2 = client.get_model_version("driving-wm", "1"), client.get_model_version("driving-wm", "2")
         assert v1.tags["gate"] == "passed" and v2.tags["gate"] == "failed" and v2.tags["gated_against"] == "v1"
         assert v1.tags["protocol_hash"] == v2.tags["protocol_hash"]
+        assert {"eval/sim_to_sim/event_recall", "eval/sim_to_sim/event_kappa", "eval/psnr/3s"} <= set(v1.tags)
         failed = v2.tags["gate_failed"].split(",")
         assert all(float(v2.tags[f"eval/{m}"]) != float(v1.tags[f"eval/{m}"]) for m in failed)
         # the report: one JUnit testcase per gated metric, the failures named
