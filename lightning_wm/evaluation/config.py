@@ -19,7 +19,7 @@ class EvaluateConfig:
 
     data: ShardDataConfig = field(default_factory=ShardDataConfig)  # data.window is set to context + horizon
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-    ckpt: str = "last"  # world-model checkpoint: a .ckpt path, or `last` (newest under runs_dir)
+    ckpt: str = "last"  # world-model checkpoint: a .ckpt path, `last` (newest under runs_dir), models:/NAME@ALIAS
     idm_ckpt: str | None = None  # IDM checkpoint (`lwm fit model=idm`); null: the ego-motion head implies the motion
     runs_dir: str = "lwm_runs"  # where `lwm fit` keeps runs (for ckpt=last and the default out folder)
     out: str | None = None  # report folder; null: <runs_dir>/<training run>/evaluations/<evaluation run name>

@@ -21,7 +21,7 @@ class SimulateConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     policy: dict[str, Any] = field(default_factory=dict)  # {_target_: class, ...keyword arguments} (conf/policy/*.yaml)
-    sim: str = "last"  # world-model checkpoint: a .ckpt path, `last` (newest under runs_dir), or `reference` (no model)
+    sim: str = "last"  # world model: a .ckpt path, `last` (newest under runs_dir), models:/NAME@ALIAS, or `reference`
     reference: bool = False  # also run every episode in the reference simulator (synthetic scenes only)
     episodes: int = 200  # episodes (one per held-out scene of the synthetic world, or val windows of the shards)
     context: int = 8  # C: real context steps the simulators start from

@@ -24,7 +24,7 @@ class RegressConfig:
     candidate: dict[str, Any] = field(default_factory=dict)  # {_target_, ...} (conf/policy/*.yaml)
     baseline: dict[str, Any] = field(default_factory=dict)
     extra_policies: list[Any] = field(default_factory=list)  # names or {_target_, ...}: more policies to rank
-    sim: str = "last"  # world-model checkpoint, `last`, or `reference` (the reference simulator alone)
+    sim: str = "last"  # world-model checkpoint, `last`, models:/NAME@ALIAS, or `reference` (the reference world alone)
     reference: bool = False  # also run the suite in the reference simulator (and the sim-to-sim report)
     episodes: int | None = None  # the suite's first N episodes; None: all
     strict: bool = False  # gate on every failing or undecided threshold too

@@ -35,7 +35,7 @@ class StressConfig:
     suite: SuiteConfig = field(default_factory=SuiteConfig)  # the base episodes the search perturbs
     policy: dict[str, Any] = field(default_factory=dict)  # {_target_, ...} (conf/policy/*.yaml)
     cem: CemConfig = field(default_factory=CemConfig)
-    sim: str = "last"  # world-model checkpoint or `last`
+    sim: str = "last"  # world-model checkpoint, `last`, or models:/NAME@ALIAS|VERSION
     search: str = "cem"  # cem | random
     budget: int = 1000  # episodes the search may run
     batch_size: int = 100  # episodes per round (CEM refits after each)
