@@ -1,7 +1,9 @@
 """`lwm fit`: compose the config, build data + model + trainer, train, log to MLflow.
 
 With no arguments it trains the single-camera model on the synthetic default (rendered once
-into a cache) and logs to ./mlflow.db; `ckpt_path=last` resumes the newest run in place.
+into a cache) and logs to ./mlflow.db; `ckpt_path=last` resumes the newest run in place;
+`-m` sweeps (one child run per combination, lightning_wm/tracking/sweep.py). Every fit ends
+with a validation at its last step (lightning_wm/final_validation.py).
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ import yaml
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import MLFlowLogger
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import OmegaConf
 
 from datamodules.shard_datamodule import ShardDataModule
 from lightning_wm import checkpoints, tracking
 from lightning_wm.config import compose_config, to_object, to_plain
+from lightning_wm.final_validation import FinalValidation
 from lightning_wm.models.cameras import rig_from_manifest
 from lightning_wm.models.registry import ModelFamily, family_of
 from lightning_wm.run_config import FitConfig
+from lightning_wm.tracking import run_page, sweep
 from sharding.errors import ConfigError
 
 # Set by rank zero before Lightning's DDP launcher re-runs this command for the other ranks,
@@ -41,9 +47,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train a world model (default: single-camera model on the synthetic world)",
         description="Train a world model. Options are Hydra overrides of conf/fit.yaml, e.g. "
         "`lwm fit model.size=s trainer.max_steps=5000 data.batch_size=32`, `lwm fit experiment=quick`, "
-        "`lwm fit ckpt_path=last` (resume the newest run), `lwm fit logger.tracking_uri=http://HOST:PORT`.",
+        "`lwm fit ckpt_path=last` (resume the newest run), `lwm fit logger.tracking_uri=http://HOST:PORT`. "
+        "Sweep: `lwm fit -m model.size=xs,s data.batch_size=8,16` runs every combination, one after another.",
     )
     fit.add_argument("--print-config", action="store_true", help="print the composed config and exit")
+    fit.add_argument("-m", "--multirun", action="store_true",
+                     help="Hydra multirun: comma-separated values (key=a,b) and range(...) expand to their "
+                          "cartesian product, each trained as its own MLflow run under one parent run `sweep-...`; "
+                          "exits 1 if any combination failed (after running the rest)")
     fit.add_argument("overrides", nargs="*", help="Hydra overrides key=value (see --print-config for keys)")
     fit.set_defaults(run=run_fit)
 
@@ -68,15 +79,21 @@ def build_datamodule(fit: FitConfig, family: ModelFamily) -> ShardDataModule:
     return data
 
 
-def run_name_and_id(fit: FitConfig, family: str, checkpoint: dict[str, Any] | None, data: ShardDataModule) -> tuple[str, str | None]:
+def data_name(fit: FitConfig) -> str:
+    return "synthetic" if fit.data.path is None else Path(fit.data.path.rstrip("/")).name
+
+
+def run_name_and_id(fit: FitConfig, family: str, checkpoint: dict[str, Any] | None, label: str = "") -> tuple[str, str | None]:
+    """label: a sweep combination's swept values (`bs8`), put into the name before the short id."""
     if checkpoint is not None and checkpoints.RUN_KEY in checkpoint:
         info = checkpoint[checkpoints.RUN_KEY]
         return info["run_name"], info["mlflow_run_id"]
     if os.environ.get(RUN_NAME_ENV):
         return os.environ[RUN_NAME_ENV], None
-    data_name = "synthetic" if fit.data.path is None else Path(fit.data.path.rstrip("/")).name
     size = getattr(fit.model, "size", "custom")
-    return fit.logger.run_name or tracking.default_run_name(family, size, data_name), None
+    if fit.logger.run_name:
+        return "-".join(p for p in (fit.logger.run_name, label) if p), None
+    return tracking.default_run_name(family, size, "-".join(p for p in (data_name(fit), label) if p)), None
 
 
 def build_callbacks(specs: dict[str, Any]) -> list[L.Callback]:
@@ -109,10 +126,39 @@ def run_tags(fit: FitConfig, family: str, data: ShardDataModule) -> dict[str, st
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    if args.multirun:
+        return run_sweep(args)
     cfg = compose_config("fit", args.overrides)
     if args.print_config:
         print(OmegaConf.to_yaml(cfg))
         return 0
+    return fit_one(cfg)
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """`lwm fit -m ...`: every combination composed and checked first, then trained one by one."""
+    combinations = sweep.expand(args.overrides)
+    configs = [compose_config("fit", c.overrides) for c in combinations]
+    if args.print_config:
+        for combination, cfg in zip(combinations, configs):
+            print(f"# {' '.join(combination.overrides)}\n{OmegaConf.to_yaml(cfg)}")
+        return 0
+    fits: list[FitConfig] = [to_object(cfg, "fit") for cfg in configs]
+    for fit in fits:
+        if fit.trainer.strategy.startswith("ddp") and "spawn" not in fit.trainer.strategy:
+            raise ConfigError(f"lwm fit -m: trainer.strategy={fit.trainer.strategy} re-runs the command per rank, "
+                              "which would re-run the sweep; use trainer.strategy=ddp_spawn, or one `lwm fit` per combination")
+
+    def one(combination: sweep.Combination, parent_run_id: str | None) -> int:
+        os.environ.pop(RUN_NAME_ENV, None)  # each combination is a new run
+        return fit_one(configs[combinations.index(combination)], parent_run_id, combination.label())
+
+    tags = {**tracking.git_state(Path(__file__).resolve().parent), "command": shlex.join(["lwm", *sys.argv[1:]])}
+    return sweep.run_sweep(args.overrides, combinations, fits[0].logger, Path.cwd(), one, tags)
+
+
+def fit_one(cfg: Any, parent_run_id: str | None = None, label: str = "") -> int:
+    """Train one composed config; `parent_run_id`: the sweep's parent run, `label` its swept values."""
     fit: FitConfig = to_object(cfg, "fit")
     # WindowStream's __len__ is exact per rank and worker (datamodules/splitting.py).
     warnings.filterwarnings("ignore", message=r".*IterableDataset.*has `__len__` defined")
@@ -132,12 +178,13 @@ def run_fit(args: argparse.Namespace) -> int:
     model = family.module_class(fit.model, action_names=data.action_names, image_size=(first.height, first.width),
                                 **cameras)
 
-    run_name, run_id = run_name_and_id(fit, family.name, checkpoint, data)
+    run_name, run_id = run_name_and_id(fit, family.name, checkpoint, label)
     os.environ[RUN_NAME_ENV] = run_name
     run_dir = Path(fit.runs_dir) / run_name
     logger = False
     if fit.logger.enabled:
-        logger = tracking.make_logger(fit.logger, workdir, run_name, run_tags(fit, family.name, data), run_id=run_id)
+        tags = run_tags(fit, family.name, data) | ({MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {})
+        logger = tracking.make_logger(fit.logger, workdir, run_name, tags, run_id=run_id)
     has_val = data.manifest.splits()["val"]["samples"] > 0
     callbacks = [
         # best.ckpt by validation loss; a dataset without a val split keeps last.ckpt only
@@ -146,24 +193,48 @@ def run_fit(args: argparse.Namespace) -> int:
         # Ctrl-C or a crash: on_exception.ckpt, which `ckpt_path=last` resumes from when newest.
         checkpoints.ExceptionCheckpoint(run_dir / "checkpoints"),
         checkpoints.RunInfoInCheckpoint(run_name),
+        FinalValidation(),  # a validation at the last step, before the fit-end callbacks
         *build_callbacks(fit.callbacks),
     ]
     trainer = L.Trainer(**asdict(fit.trainer), logger=logger, callbacks=callbacks, default_root_dir=run_dir)
+    # The config is logged once, below, as `model/*`, `data/*`, ...; Lightning would log the module's
+    # saved hyperparameters again (`config/*` repeating `model/*`).
+    model._log_hyperparams = False
     monitor = None
-    if logger and trainer.is_global_zero:
-        if checkpoint is None:  # MLflow params are write-once: log them when the run starts
-            logger.log_hyperparams(to_plain(cfg))
-        logger.experiment.log_text(logger.run_id, yaml.safe_dump(to_plain(cfg), sort_keys=False),
-                                   "config/fit.yaml" if checkpoint is None else f"config/fit-resume-{checkpoint['global_step']}.yaml")
-        monitor = tracking.start_system_metrics(logger, fit.logger)
     try:
-        trainer.fit(model, datamodule=data, ckpt_path=ckpt)
-    finally:
-        if monitor is not None:
-            monitor.finish()
+        if logger and trainer.is_global_zero:
+            start_run_page(logger, cfg, checkpoint, model, data)
+            monitor = tracking.start_system_metrics(logger, fit.logger)
+        try:
+            trainer.fit(model, datamodule=data, ckpt_path=ckpt)
+        finally:
+            if monitor is not None:
+                monitor.finish()
+    except Exception:
+        if logger and trainer.is_global_zero:
+            logger.finalize("failed")  # also when it failed before Lightning's own handling
+        raise
     print(f"rank {trainer.global_rank}: {trainer.global_step} steps")
     if trainer.is_global_zero:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         print(f"run {run_name}: {trainer.global_step} steps; checkpoints in {run_dir / 'checkpoints'}"
               + (f"; best {best}" if best else ""))
+        if logger:
+            run_page.write_description(logger, trainer.global_step, data.dataset_path, data.manifest.fingerprint)
+            print(f"MLflow run page: {run_page.run_address(tracking.tracking_uri(fit.logger, workdir), logger.experiment_id, logger.run_id)}")
     return 0
+
+
+def start_run_page(logger: MLFlowLogger, cfg: Any, checkpoint: dict[str, Any] | None, model: L.LightningModule,
+                   data: ShardDataModule) -> None:
+    """Params (once, when the run starts: MLflow params are write-once), the dataset input, the
+    experiment's type (model training), the config file."""
+    plain = to_plain(cfg)
+    if checkpoint is None:
+        runtime = {name: model.hparams[name] for name in ("action_names", "image_size", "fps") if name in model.hparams}
+        run_page.log_params(logger, run_page.flat_params({**plain, "run": {**runtime, "cameras": data.camera_names}}))
+        run_page.log_dataset(logger, data.dataset_path, Path(data.dataset_path.rstrip("/")).name,
+                             data.manifest.fingerprint)
+        run_page.mark_model_training(logger)
+    logger.experiment.log_text(logger.run_id, yaml.safe_dump(plain, sort_keys=False),
+                               "config/fit.yaml" if checkpoint is None else f"config/fit-resume-{checkpoint['global_step']}.yaml")

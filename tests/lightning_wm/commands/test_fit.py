@@ -11,6 +11,9 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+# Imported here, not inside the first test: Lightning's log handlers keep the stream of the moment
+# they are made, and a capsys stream is closed after its test.
+import lightning_wm.commands.fit  # noqa: F401
 from lightning_wm.cli import main
 from tests.helpers import make_dataset
 
@@ -53,10 +56,12 @@ def only_run(client):
     return runs[0]
 
 
-def test_fit_records_params_metrics_tags_and_artifacts(dataset, workdir):
+def test_fit_records_params_metrics_tags_and_artifacts(dataset, workdir, capsys):
     assert fit(dataset, "trainer.max_steps=8") == 0
     client = local_client(workdir)
     run = only_run(client)
+    # the last step lands on a validation: validated once there, not twice
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss/total")] == [3, 7]
     assert run.info.run_name.startswith("single_cam-tiny-")
     assert run.data.params["model/size"] == "tiny" and run.data.params["data/window"] == "8"
     for metric in ("train/loss/total", "train/loss/kl_dyn", "train/loss/kl_rep", "train/loss/image",
@@ -70,6 +75,44 @@ def test_fit_records_params_metrics_tags_and_artifacts(dataset, workdir):
     assert artifacts == ["config/fit.yaml"]
     checkpoints = workdir / "lwm_runs" / run.info.run_name / "checkpoints"
     assert {p.name for p in checkpoints.iterdir()} >= {"last.ckpt", "best.ckpt"}
+    out = capsys.readouterr().out
+    assert (f"mlflow ui --backend-store-uri sqlite:///{workdir / 'mlflow.db'}`, then http://127.0.0.1:5000/#/experiments/"
+            f"{run.info.experiment_id}/runs/{run.info.run_id}") in out
+
+
+def test_run_page_has_the_dataset_a_description_and_each_param_once(dataset, workdir):
+    assert fit(dataset, "trainer.max_steps=4", "callbacks=none") == 0
+    run = only_run(local_client(workdir))
+    (used,) = run.inputs.dataset_inputs
+    assert used.dataset.digest == run.data.tags["dataset_fingerprint"]
+    assert str(dataset) in used.dataset.source
+    assert {(t.key, t.value) for t in used.tags} == {("mlflow.data.context", "training")}
+    experiment = local_client(workdir).get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on runs
+    params = run.data.params
+    assert "None" not in params.values() and params["ckpt_path"] == "" and params["data/cameras"] == ""
+    assert not any(name.startswith("config/") for name in params)  # Lightning's copy of model/*
+    leaves = [name for name in params if not name.startswith("run/")]
+    assert len(leaves) == len(set(leaves)) and params["run/cameras"] == "['front']"
+    note = run.data.tags["mlflow.note.content"]
+    psnr, copy_last = run.data.metrics["val/psnr_h4/model"], run.data.metrics["val/psnr_h4/copy_last"]
+    assert f"| PSNR at h4, model | {psnr:.2f} dB |" in note
+    assert f"| PSNR at h4, copy-last frame | {copy_last:.2f} dB |" in note
+    assert "| steps | 4 |" in note and run.data.tags["dataset_fingerprint"] in note
+
+
+def test_short_fit_validates_at_its_last_step(dataset, workdir):
+    """max_steps below val_check_interval: one validation at the end, before the fit-end sweep."""
+    assert fit(dataset, "trainer.max_steps=3", "callbacks.ade_fde=null") == 0
+    client = local_client(workdir)
+    run = only_run(client)
+    history = {name: [m.step for m in client.get_metric_history(run.info.run_id, name)]
+               for name in ("val/loss/total", "train/loss/total")}
+    assert history["val/loss/total"] == [2] == history["train/loss/total"][-1:]  # the final step
+    videos = [a.path for a in client.list_artifacts(run.info.run_id, "rollouts/epoch_000")]
+    assert sorted(videos) == [f"rollouts/epoch_000/clip{k}_step000003.{ext}" for k in (0, 1) for ext in ("gif", "mp4")]
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "robustness")] == [
+        "robustness/sweep_step000003.json", "robustness/sweep_step000003.png"]
 
 
 def test_resume_continues_the_same_run_and_step_counter(dataset, workdir):
@@ -92,7 +135,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_fit_against_a_real_mlflow_server(dataset, workdir):
+def test_fit_against_a_real_mlflow_server(dataset, workdir, capsys):
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
@@ -115,6 +158,9 @@ def test_fit_against_a_real_mlflow_server(dataset, workdir):
         run = only_run(client)
         assert "train/loss/total" in run.data.metrics and run.data.params["model/size"] == "tiny"
         assert [a.path for a in client.list_artifacts(run.info.run_id, "config")] == ["config/fit.yaml"]
+        assert run.inputs.dataset_inputs and "mlflow.note.content" in run.data.tags
+        assert f"MLflow run page: {uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}" in (
+            capsys.readouterr().out)
         assert not (workdir / "mlflow.db").exists()  # nothing went to the local default store
     finally:
         server.terminate()
@@ -167,18 +213,22 @@ def test_unknown_key_and_bad_type_fail_before_any_work(dataset, workdir, capsys)
 
 
 def test_ddp_two_cpu_processes(dataset, workdir):
-    """Two gloo ranks: one MLflow run written by rank zero, both ranks finish the same steps."""
+    """Two gloo ranks: one MLflow run written by rank zero, both ranks finish the same steps and
+    validate together at the last one (3, between validations)."""
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LWM_RUN_NAME")}
     result = subprocess.run(
         ["lwm", "fit", f"data.path={dataset}", *TINY, "trainer=ddp", "trainer.accelerator=cpu",
-         "trainer.devices=2", "trainer.max_steps=4"],
+         "trainer.devices=2", "trainer.max_steps=3", "callbacks=none"],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     finished = sorted(line for line in result.stdout.splitlines() if line.startswith("rank "))
-    assert finished == ["rank 0: 4 steps", "rank 1: 4 steps"], result.stdout[-2000:]
-    run = only_run(local_client(workdir))
+    assert finished == ["rank 0: 3 steps", "rank 1: 3 steps"], result.stdout[-2000:]
+    client = local_client(workdir)
+    run = only_run(client)
     assert "train/loss/total" in run.data.metrics
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss/total")] == [2]
+    assert run.data.tags["mlflow.note.content"].count("| steps | 3 |") == 1
 
 
 def test_ctrl_c_leaves_a_checkpoint_that_resumes(dataset, workdir):
