@@ -30,7 +30,7 @@ from lightning_wm.models.loading import load_world_model, resolve_world_model
 from lightning_wm.registry.config import PromoteConfig
 from lightning_wm.registry.gate import compare, gated_metrics
 from lightning_wm.registry.promotion import find_champion, tag_and_alias, tagged_metrics, version_tags
-from lightning_wm.registry.report import promotion_markdown
+from lightning_wm.registry.report import headline, promotion_markdown
 from lightning_wm.registry.sim_to_sim_gate import gate_settings, sim_to_sim_metrics
 from lightning_wm.registry.uris import client_for, file_sha256, is_model_uri, resolve_model_uri
 from lightning_wm.report_folder import staged
@@ -125,6 +125,8 @@ def run_promote(args: argparse.Namespace) -> int:
                 "champion": f"v{champion.version}" if champion else None, "champion_source": champion_source,
                 "model_uri": model_info.model_uri, "run_name": run_name}
     summary = promotion_markdown(decision, info, checks)
+    client.update_model_version(cfg.name, version, description=f"{headline(decision)} Protocol "
+                                f"{info['protocol_hash']}; training run {info['training_run_name']}.")
     properties = {"checkpoint": str(ckpt), "protocol_hash": info["protocol_hash"], "version": version,
                   "champion": decision["champion"] or ""}
     with staged(out) as folder:

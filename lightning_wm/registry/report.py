@@ -9,16 +9,20 @@ from lightning_wm.testing.junit import Check
 STATUS = {"pass": "ok", "fail": "**REGRESSED**", "skip": "not gated"}
 
 
-def promotion_markdown(decision: dict[str, Any], info: dict[str, Any], checks: list[Check]) -> str:
+def headline(decision: dict[str, Any]) -> str:
+    """One sentence: what the version became and why (also the model version's description)."""
     name, version = decision["name"], decision["version"]
     if decision["champion"] is None:
-        headline = f"**{name} v{version} is the champion**: the first version holding the alias."
-    elif decision["passed"]:
-        headline = f"**{name} v{version} is the new champion**: no gated metric regressed against {decision['champion']}."
-    else:
-        headline = (f"**{name} v{version} stays challenger**: {', '.join(decision['failed'])} regressed against the "
-                    f"champion {decision['champion']}.")
-    lines = [f"# Promotion of `{info['checkpoint']}`", "", headline, "",
+        return f"**{name} v{version} is the champion**: the first version holding the alias."
+    if decision["passed"]:
+        return f"**{name} v{version} is the new champion**: no gated metric regressed against {decision['champion']}."
+    return (f"**{name} v{version} stays challenger**: {', '.join(decision['failed'])} regressed against the "
+            f"champion {decision['champion']}.")
+
+
+def promotion_markdown(decision: dict[str, Any], info: dict[str, Any], checks: list[Check]) -> str:
+    name, version = decision["name"], decision["version"]
+    lines = [f"# Promotion of `{info['checkpoint']}`", "", headline(decision), "",
              f"- registered as `models:/{name}/{version}` (alias `{decision['alias']}`), logged model "
              f"`{decision['model_uri']}` in run `{decision['run_name']}`",
              f"- evaluation protocol `{info['protocol_hash']}`: `{info['dataset']}` split `{info['split']}`, "

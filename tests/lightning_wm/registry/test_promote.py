@@ -37,6 +37,7 @@ def test_the_better_checkpoint_becomes_champion_the_worse_stays_challenger_on_a_
         assert {k: int(v) for k, v in model.aliases.items()} == {"champion": 1, "challenger": 2}
         v1, v2 = client.get_model_version("driving-wm", "1"), client.get_model_version("driving-wm", "2")
         assert v1.tags["gate"] == "passed" and v2.tags["gate"] == "failed" and v2.tags["gated_against"] == "v1"
+        assert "stays challenger" in v2.description and v1.tags["protocol_hash"] in v2.description
         assert v1.tags["protocol_hash"] == v2.tags["protocol_hash"]
         assert {"eval/sim_to_sim/event_recall", "eval/sim_to_sim/event_kappa", "eval/psnr/3s"} <= set(v1.tags)
         failed = v2.tags["gate_failed"].split(",")
