@@ -74,6 +74,16 @@ def check_compatible(checkpoint: dict[str, Any], path: Path, family: str, model_
                           f"model.{key}={model_config.get(key)!r}; drop the override or start a new run")
 
 
+def load_weights(model: L.LightningModule, checkpoint: dict[str, Any], source: str) -> None:
+    """The checkpoint's weights into `model` (every module; fine-tuning starts a new run from them)."""
+    try:
+        model.load_state_dict(checkpoint.get("state_dict", {}), strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise ConfigError(f"ckpt_path={source}: its weights do not fit this model ({first}); fine-tune with the "
+                          "model config it was trained with (drop the model.* overrides)") from error
+
+
 class RunInfoInCheckpoint(L.Callback):
     """Stores the run name and MLflow run id in each checkpoint, so a resume continues that run."""
 

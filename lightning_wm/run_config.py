@@ -42,6 +42,6 @@ class FitConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     callbacks: dict[str, Any] = field(default_factory=dict)  # name -> {_target_: class, ...kwargs}
     seed: int = 0  # seed_everything(seed, workers=True)
-    ckpt_path: str | None = None  # resume: `last` (newest in runs_dir) or a .ckpt path
+    ckpt_path: str | None = None  # resume: `last` or a .ckpt path; models:/NAME@ALIAS: fine-tune (a new run)
     runs_dir: str = "lwm_runs"  # checkpoints go to <runs_dir>/<run name>/checkpoints
     default_camera: str = "front"  # the camera a single-camera model trains on when data.cameras is null

@@ -32,6 +32,7 @@ from lightning_wm.config import compose_config, to_object, to_plain
 from lightning_wm.final_validation import FinalValidation
 from lightning_wm.models.cameras import rig_from_manifest
 from lightning_wm.models.registry import ModelFamily, family_of
+from lightning_wm.registry.uris import is_model_uri
 from lightning_wm.run_config import FitConfig
 from lightning_wm.tracking import run_page, sweep
 from sharding.errors import ConfigError
@@ -167,16 +168,22 @@ def fit_one(cfg: Any, parent_run_id: str | None = None, label: str = "") -> int:
     L.seed_everything(fit.seed, workers=True)
     workdir = Path.cwd()
 
-    ckpt = checkpoints.resolve_ckpt_path(fit.ckpt_path, Path(fit.runs_dir))
+    ckpt = checkpoints.resolve_ckpt_path(fit.ckpt_path, Path(fit.runs_dir), tracking.tracking_uri(fit.logger, workdir))
     checkpoint = checkpoints.load_checkpoint(ckpt) if ckpt else None
     if checkpoint is not None:
         checkpoints.check_compatible(checkpoint, ckpt, family.name, asdict(fit.model))
+    # ckpt_path=models:/NAME@ALIAS fine-tunes a registered model: its weights, a new run from step 0
+    weights, fine_tuned_from = None, None
+    if is_model_uri(fit.ckpt_path):
+        weights, fine_tuned_from, checkpoint, ckpt = checkpoint, fit.ckpt_path, None, None
 
     data = build_datamodule(fit, family)
     first = data.manifest.cameras[data.manifest.camera_names.index(data.camera_names[0])]
     cameras = rig_from_manifest(data.manifest, data.camera_names, getattr(family.module_class, "min_views", 1))
     model = family.module_class(fit.model, action_names=data.action_names, image_size=(first.height, first.width),
                                 **cameras)
+    if weights is not None:
+        checkpoints.load_weights(model, weights, fine_tuned_from)
 
     run_name, run_id = run_name_and_id(fit, family.name, checkpoint, label)
     os.environ[RUN_NAME_ENV] = run_name
@@ -184,6 +191,7 @@ def fit_one(cfg: Any, parent_run_id: str | None = None, label: str = "") -> int:
     logger = False
     if fit.logger.enabled:
         tags = run_tags(fit, family.name, data) | ({MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {})
+        tags |= {"fine_tuned_from": fine_tuned_from} if fine_tuned_from else {}
         logger = tracking.make_logger(fit.logger, workdir, run_name, tags, run_id=run_id)
     has_val = data.manifest.splits()["val"]["samples"] > 0
     callbacks = [

@@ -116,3 +116,29 @@ def test_a_registered_model_that_is_not_there_is_one_line(synthetic_world, good_
                  f"logger.tracking_uri={uri}", *EVAL]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "lwm promote" in err[0]
+
+
+def test_fit_fine_tunes_a_registered_model_in_a_new_run(synthetic_world, good_and_bad, tmp_path, monkeypatch):
+    import torch
+
+    from lightning_wm.commands.fit import RUN_NAME_ENV
+    from tests.lightning_wm.conftest import TINY_FIT
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(RUN_NAME_ENV, raising=False)
+    good, _ = good_and_bad
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert promote(synthetic_world, good, uri) == 0
+    overrides = [o for o in TINY_FIT if o != "logger=none"]
+    # lr 1e-30 (below float32 resolution): the fine-tuned weights stay exactly the registered ones
+    assert main(["fit", f"data.path={synthetic_world}", "ckpt_path=models:/driving-wm@champion", "logger.run_name=tuned",
+                 f"logger.tracking_uri={uri}", "logger.system_metrics=false", *overrides, "model.lr=1e-30"]) == 0
+    tuned = torch.load(tmp_path / "lwm_runs" / "tuned" / "checkpoints" / "last.ckpt", weights_only=True)
+    start = torch.load(good, weights_only=True)
+    assert tuned["global_step"] == 2  # from step 0: a new run, not a resume of the registered one at step 40
+    assert tuned["state_dict"].keys() == start["state_dict"].keys()
+    assert all(torch.equal(tuned["state_dict"][k], v) for k, v in start["state_dict"].items())
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("lightning-wm").experiment_id],
+                                "tags.fine_tuned_from = 'models:/driving-wm@champion'")
+    assert run.info.run_name == "tuned"
