@@ -5,13 +5,19 @@ true actions and read the implied trajectory exactly as `lwm evaluate` does (one
 `evaluation.evaluator.open_loop_trajectories`), scored against the true path by the same
 torchmetrics `DisplacementError`, reduced across DDP ranks. Logged as `val/ade_<horizon>/<source>`
 and `val/fde_<horizon>/<source>`, so a metric and its baselines share one chart in the MLflow UI.
+
+Training windows are short (16 steps by default: 0.8 s imagined after 8 observed), while ADE/FDE is
+read at 1, 2 and 3 s. With `own_windows` (the default) and a training window too short for the
+horizons, the callback reads validation windows of its own, context + the longest horizon steps
+long, from the same val split (each rank its own part, like the datamodule), as `lwm evaluate`
+does; otherwise it scores the validation batches themselves, at the horizons that fit.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from callbacks.fixed_clips import data_window, resolve_context
+from datamodules.shard_datamodule import ShardDataModule
 from lightning_wm.evaluation.evaluator import RolloutSettings, check_inputs, open_loop_trajectories, window_seed
 from lightning_wm.metrics.trajectory import DisplacementError, horizon_label, horizon_steps
 from lightning_wm.models.rollout import ImpliedMotion, RolloutModel
@@ -39,6 +46,7 @@ class AdeFdeConfig:
     horizons_s: list[float] | None = None  # seconds; null: 1, 2, 3 s where the window allows (else all it allows)
     idm_ckpt: str | None = None  # IDM checkpoint (`lwm fit model=idm`) reading the decoded video; null: ego head only
     max_batches: int | None = None  # validation batches scored per rank and validation run; null: all
+    own_windows: bool = True  # read windows of context + longest horizon when the training window is shorter
     seed: int = 0  # latent sampling of the rollouts: the same numbers for the same weights
 
     def __post_init__(self) -> None:
@@ -116,6 +124,7 @@ class AdeFdeCallback(L.Callback):
         self.scored = 0  # batches scored on this rank in the current validation run
         self.batch_size: int | None = None  # of the run's first batch: the seeds' stride
         self.warned = False
+        self.windows: ShardDataModule | None = None  # validation windows of its own (`own_windows`)
 
     # ---- the work, callable without a Trainer (tests, DDP checks) ---------------------------------
     def resolve(self, model: Any, window: int) -> RolloutSettings:
@@ -185,7 +194,28 @@ class AdeFdeCallback(L.Callback):
         if self.config.idm_ckpt and self.motion.idm is None:  # every rank scores, so every rank reads
             self.motion = ImpliedMotion(*load_checked_idm(self.config.idm_ckpt, trainer.datamodule))
         if (window := data_window(trainer)) is not None:  # fail (or warn) before training
+            if self.config.own_windows and (longer := self.own_window(trainer, pl_module, window)):
+                self.windows = longer
+                window = longer.config.window
             self.resolve(pl_module, window)
+
+    def own_window(self, trainer: L.Trainer, pl_module: L.LightningModule, window: int) -> ShardDataModule | None:
+        """A datamodule of validation windows long enough for every horizon, when the training
+        window is not and the clips are (None otherwise: the validation batches are scored)."""
+        data = trainer.datamodule
+        manifest = getattr(data, "manifest", None)
+        if not isinstance(data, ShardDataModule) or manifest is None:
+            return None
+        context = resolve_context(self.config.context, pl_module, window, OWNER)
+        needed = context + max(horizon_steps(self.config.horizons_s or DEFAULT_HORIZONS_S, self.fps).values())
+        if needed <= window or needed > manifest.chunk_steps:
+            return None
+        config = replace(data.config, window=needed, num_workers=0, cameras=list(data.camera_names),
+                         actions=list(data.action_names))
+        longer = ShardDataModule(config, rank=trainer.global_rank, world=trainer.world_size)
+        longer.prepare_data()
+        longer.setup()
+        return longer
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.scored, self.batch_size = 0, None
@@ -196,10 +226,16 @@ class AdeFdeCallback(L.Callback):
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self.active and not trainer.sanity_checking:
+        if self.active and not trainer.sanity_checking and self.windows is None:
             self.score(pl_module, batch, batch_idx, trainer.global_rank, trainer.world_size)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.active and not trainer.sanity_checking and self.windows is not None:
+            for batch_idx, batch in enumerate(self.windows.val_dataloader()):
+                if self.config.max_batches is not None and batch_idx >= self.config.max_batches:
+                    break
+                moved = self.windows.on_after_batch_transfer({k: v.to(pl_module.device) for k, v in batch.items()}, 0)
+                self.score(pl_module, moved, batch_idx, trainer.global_rank, trainer.world_size)
         if self.active and not trainer.sanity_checking and self.metrics is not None:
             for name, value in self.compute().items():  # already reduced over ranks: no sync_dist
                 pl_module.log(name, value)

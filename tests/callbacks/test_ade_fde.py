@@ -154,7 +154,7 @@ def logged(tmp_path_factory):
     with workdir_at(tmp_path_factory.mktemp("adefit")) as workdir, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert fit(dataset, "trainer.max_steps=2", *ONLY, "callbacks.ade_fde.horizons_s=[0.2,0.4,1]",
-                   f"callbacks.ade_fde.idm_ckpt={idm}") == 0
+                   f"callbacks.ade_fde.idm_ckpt={idm}", "callbacks.ade_fde.own_windows=false") == 0
         client, run = client_and_run(workdir)
         steps = [[m.step for m in client.get_metric_history(run.info.run_id, name)]
                  for name in ("val/ade_0.4s/generated", "val/loss/total")]
@@ -193,9 +193,30 @@ def test_logged_values_are_what_lwm_evaluate_computes_on_the_same_windows(logged
 
 def test_explicit_horizons_that_do_not_fit_stop_the_fit_with_one_line(logged, capsys):
     with workdir_at(logged.workdir):  # its MLflow store exists already: no table creation to wait for
-        code = fit(logged.dataset, "trainer.max_steps=1", *ONLY, "callbacks.ade_fde.horizons_s=[1,2]")
+        code = fit(logged.dataset, "trainer.max_steps=1", *ONLY, "callbacks.ade_fde.horizons_s=[1,2]",
+                   "callbacks.ade_fde.own_windows=false")
     assert code == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lwm fit")]
     assert lines == ["lwm fit: error: AdeFdeCallback: horizons_s=[1.0, 2.0] needs 24 steps per validation window "
                      "(context 4 + 20 at 10 fps), data.window=8 leaves 4 to imagine; set data.window=24 or shorter "
                      "horizons_s"]
+
+
+def test_own_windows_score_horizons_longer_than_the_training_window_as_lwm_evaluate_does(tmp_path):
+    """Training windows of 8 steps, ADE/FDE at 1 s: the callback reads val windows of 4 + 10 steps."""
+    dataset = make_tiny_dataset(tmp_path / "data")
+    (tmp_path / "fit").mkdir()
+    with workdir_at(tmp_path / "fit") as workdir:
+        assert fit(dataset, "trainer.max_steps=1", *ONLY, "callbacks.ade_fde.horizons_s=[0.4,1]") == 0
+        _, run = client_and_run(workdir)
+        model, _ = load_world_model(next(workdir.glob("lwm_runs/*/checkpoints/last.ckpt")))
+    model.bev_head = None
+    data = ShardDataModule(ShardDataConfig(path=str(dataset), cameras=["front"], window=CONTEXT + 10, batch_size=2,
+                                           num_workers=0))
+    data.prepare_data()
+    data.setup()
+    evaluator = Evaluator(model, None, RolloutSettings(CONTEXT, {"0.4s": 4, "1s": 10}, tuple(NAMES)), seed=0)
+    trajectory = evaluator.run(data.on_after_batch_transfer(b, 0) for b in data.val_dataloader())["trajectory"]
+    for key, value in trajectory["ego_head"].items():  # "ade/1s", ...
+        kind, label = key.split("/")
+        assert run.data.metrics[f"val/{kind}_{label}/ego_head"] == pytest.approx(value, rel=1e-5), key
