@@ -70,8 +70,8 @@ def compare(candidate: dict[str, float | None], champion: dict[str, float | None
                                 f"candidate {_fmt(value)}, champion {_fmt(old)}"))
             continue
         worse_by = (old - value) if higher else (value - old)
-        details = (f"candidate {_fmt(value)}, champion {_fmt(old)}, worse by {_fmt(worse_by)} "
-                   f"(tolerance {tolerance:g}; {better} is better)")
+        change = f"worse by {_fmt(worse_by)}" if worse_by > 0 else f"better by {_fmt(-worse_by)}" if worse_by else "equal"
+        details = f"candidate {_fmt(value)}, champion {_fmt(old)}, {change} (tolerance {tolerance:g}; {better} is better)"
         if worse_by > tolerance:
             checks.append(Check(metric, "promote", "fail", f"{metric} regressed: {details}", details))
         else:
