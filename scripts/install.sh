@@ -13,5 +13,11 @@ if ! "$python" -c "import torch" >/dev/null 2>&1; then
 fi
 # --prefer-binary: otherwise an old matplotlib sdist (via nuscenes-devkit) is picked and fails to build.
 "$python" -m pip install --prefer-binary -q -e ".[test]"
+# The UI tests drive Debian's chromium-headless-shell (no browser download); best effort, they skip without it.
+if ! command -v chromium-headless-shell >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -q chromium-headless-shell >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium-headless-shell >/dev/null 2>&1; } \
+    || echo "install.sh: chromium-headless-shell not installed; the browser tests will be skipped" >&2
+fi
 # pyenv only sees new console scripts (lwm) after a rehash.
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi

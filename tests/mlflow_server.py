@@ -40,3 +40,24 @@ def mlflow_server(folder: Path, timeout_s: float = 60.0) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+BROWSER = "/usr/bin/chromium-headless-shell"  # Debian's package (scripts/install.sh installs it)
+
+
+@contextmanager
+def browser_page() -> Iterator[object]:
+    """A page of a real headless Chromium (playwright driving the system browser); skips the test
+    when the browser is not installed."""
+    import pytest
+
+    if not Path(BROWSER).is_file():
+        pytest.skip(f"{BROWSER} is not installed (apt-get install chromium-headless-shell)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=BROWSER, args=["--no-sandbox"])
+        try:
+            yield browser.new_page(viewport={"width": 1500, "height": 1000})
+        finally:
+            browser.close()

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from lightning_wm.cli import main
 from lightning_wm.models.loading import load_world_model
 from lightning_wm.models.rollout import rollout_arrays
-from tests.mlflow_server import mlflow_server
+from tests.mlflow_server import browser_page, mlflow_server
 
 EVAL = ["data.num_workers=0", "logger.system_metrics=false", "device=cpu"]
 
@@ -56,6 +56,17 @@ def test_the_better_checkpoint_becomes_champion_the_worse_stays_challenger_on_a_
         assert "registry/driving-wm/v1" in info["checkpoint"]
         runs = client.search_runs([client.get_experiment_by_name("lightning-wm").experiment_id])
         assert {r.data.tags.get("lwm_command") for r in runs} == {"promote", "evaluate"}
+        # what a user sees in the registry pages of MLflow's UI, in a real browser
+        with browser_page() as page:
+            page.goto(f"{uri}/#/models/driving-wm")
+            page.get_by_text("Version 2").first.wait_for(timeout=30_000)
+            versions = page.get_by_role("row").filter(has_text="Version 2").first.inner_text()
+            assert "challenger" in versions and "eval/psnr/1s" in versions
+            assert "champion" in page.get_by_role("row").filter(has_text="Version 1").first.inner_text()
+            page.goto(f"{uri}/#/models/driving-wm/versions/2")
+            page.get_by_text("stays challenger").first.wait_for(timeout=30_000)
+            body = page.locator("body").inner_text()
+            assert "world_model" in body and "promote-driving-wm-one-step" in body  # source model and run
 
 
 def test_registered_model_rolls_out_like_its_checkpoint_and_reevaluation_agrees_with_its_tags(
