@@ -167,8 +167,9 @@ class EvaluationMetrics(nn.Module):
         self.action_following = nn.ModuleDict({s: ActionFollowingAccuracy() for s in sources[:2]})
         self.video = nn.ModuleDict({k: FrameQuality(settings.horizon) for k in VIDEO_KINDS})
         self.hazard = HazardScores()
-        self.bev = nn.ModuleDict({w: BevIoU(len(BEV_CLASSES)) for w in ["observed", *settings.horizons]} if with_bev
-                                 else {})
+        # module names cannot hold "." (a horizon of "0.5s"): keyed by bev_key(label)
+        self.bev = nn.ModuleDict({bev_key(w): BevIoU(len(BEV_CLASSES)) for w in ["observed", *settings.horizons]}
+                                 if with_bev else {})
         self.settings = settings
 
     def compute(self) -> dict[str, object]:
@@ -179,8 +180,9 @@ class EvaluationMetrics(nn.Module):
 
         video = {kind: plain(m.compute()) for kind, m in self.video.items()}
         steps = self.settings.horizons
-        bev = {when: dict(zip(BEV_CLASSES, (finite_or_none(x) for x in m.compute().tolist())))
-               for when, m in self.bev.items() if m.update_count}
+        labels = {bev_key(w): w for w in ["observed", *steps]}
+        bev = {labels[key]: dict(zip(BEV_CLASSES, (finite_or_none(x) for x in m.compute().tolist())))
+               for key, m in self.bev.items() if m.update_count}
         return {
             "bev_iou": bev,
             "trajectory": {s: plain(m.compute()) for s, m in self.trajectory.items()},
@@ -226,7 +228,7 @@ class Evaluator:
             m.bev["observed"].update(model.bev(state), occupied[:, C - 1], known, fov, logits=True)
             imagined = model.bev(states)  # [B, H, 3, h, w]
             for label, k in self.settings.horizons.items():
-                m.bev[label].update(imagined[:, k - 1], occupied[:, C - 1 + k], known, fov, logits=True)
+                m.bev[bev_key(label)].update(imagined[:, k - 1], occupied[:, C - 1 + k], known, fov, logits=True)
 
         m.video["model"].update(video, target)
         m.video["copy_last"].update(copy_last_frame(frames, C, H), target)
@@ -250,6 +252,11 @@ class Evaluator:
         if self.windows == 0:
             raise ConfigError("no evaluation windows: the split is empty or shorter than context + horizon")
         return {"windows": self.windows, **self.metrics.compute()}
+
+
+def bev_key(label: str) -> str:
+    """A horizon label as a module name ("0.5s" -> "0_5s")."""
+    return label.replace(".", "_")
 
 
 def finite_or_none(value: float) -> float | None:
