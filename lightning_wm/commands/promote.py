@@ -29,7 +29,13 @@ from lightning_wm.evaluation.session import evaluate_checkpoint
 from lightning_wm.models.loading import load_world_model, resolve_world_model
 from lightning_wm.registry.config import PromoteConfig
 from lightning_wm.registry.gate import compare, gated_metrics
-from lightning_wm.registry.promotion import find_champion, tag_and_alias, tagged_metrics, version_tags
+from lightning_wm.registry.promotion import (
+    find_champion,
+    tag_and_alias,
+    tag_training_run,
+    tagged_metrics,
+    version_tags,
+)
 from lightning_wm.registry.report import headline, promotion_markdown
 from lightning_wm.registry.sim_to_sim_gate import gate_settings, sim_to_sim_metrics
 from lightning_wm.registry.uris import client_for, file_sha256, is_model_uri, resolve_model_uri
@@ -119,6 +125,7 @@ def run_promote(args: argparse.Namespace) -> int:
     alias = cfg.champion_alias if passed else cfg.challenger_alias
     on_version = version_tags(metrics, info, file_sha256(ckpt), passed, failed, champion)
     tag_and_alias(client, cfg.name, version, on_version | {"sim_to_sim_settings": settings}, alias)
+    tag_training_run(client, info["training_run_id"], cfg.name, version, alias)
 
     out = Path(cfg.out) if cfg.out else Path(cfg.runs_dir) / "promotions" / run_name
     decision = {"name": cfg.name, "version": version, "alias": alias, "passed": passed, "failed": failed,

@@ -1,8 +1,10 @@
 """What an evaluation leaves behind: metrics.json, a Markdown summary, and flat MLflow metric names.
 
 The JSON holds everything (per-step video curves included); the summary is what a person reads
-first; MLflow gets the scalar metrics as `eval/<group>/<source>/<name>/<horizon>` so runs can be
-compared in its UI (names keep to letters, digits and `/_.-`: MLflow drops other characters).
+first; MLflow gets the scalar metrics named like the training-time ones, `eval/<metric>_<horizon>/<source>`
+(`eval/ade_3s/generated` beside its floor `eval/ade_3s/idm_on_ground_truth`, `eval/psnr_1s/model` beside
+`eval/psnr_1s/copy_last`): the UI puts the part before the last `/` in one section, so a metric and
+its baselines sit together (names keep to letters, digits and `/_.-`: MLflow drops other characters).
 """
 
 from __future__ import annotations
@@ -20,19 +22,29 @@ VIDEO_TITLES = {"model": "model", "copy_last": "copy last frame", "shuffled_acti
 
 
 def flat_metrics(results: dict[str, Any]) -> dict[str, float]:
-    """Scalar results as MLflow metrics: trajectory, action following, hazard and video at each horizon."""
+    """Scalar results as MLflow metrics: trajectory, action following, hazard, BEV IoU and video at each horizon."""
     flat: dict[str, float] = {"eval/windows": float(results["windows"])}
 
-    def put(prefix: str, values: dict[str, Any]) -> None:
-        for key, value in values.items():
-            if isinstance(value, dict):
-                put(f"{prefix}/{key}", value)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                flat[f"{prefix}/{key}"] = float(value)
+    def put(name: str, value: Any) -> None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
 
-    for group in ("trajectory", "action_following", "hazard", "bev_iou"):
-        put(f"eval/{group}", results[group])
-    put("eval/video", results["video"]["at_horizon"])
+    for source, values in results["trajectory"].items():  # {"ade/1s": m, ...}
+        for key, value in values.items():
+            kind, horizon = key.split("/")
+            put(f"eval/{kind}_{horizon}/{source}", value)
+    for source, values in results["action_following"].items():  # {"accuracy", "left", "right"}
+        for key, value in values.items():
+            put(f"eval/action_following{'' if key == 'accuracy' else '_' + key}/{source}", value)
+    for key, value in results["hazard"].items():
+        put(f"eval/hazard/{key}", value)
+    for when, classes in results["bev_iou"].items():
+        for name, value in classes.items():
+            put(f"eval/bev_iou_{when}/{name}", value)
+    for kind, metrics in results["video"]["at_horizon"].items():  # {"psnr": {"1step": ..., "1s": ...}, ...}
+        for metric, horizons in metrics.items():
+            for horizon, value in horizons.items():
+                put(f"eval/{metric}_{horizon}/{kind}", value)
     return flat
 
 

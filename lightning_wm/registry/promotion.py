@@ -53,3 +53,17 @@ def tag_and_alias(client: Any, name: str, version: str, tags: dict[str, str], al
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     client.set_registered_model_alias(name, alias, version)
+
+
+def tag_training_run(client: Any, run_id: str | None, name: str, version: str, alias: str) -> bool:
+    """Mark the training run (when it is in this store) with the version it became, so its run page
+    links to the registry: tag `registered/<name>/v<version>` = alias. False when not found."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return False
+    try:
+        client.set_tag(run_id, f"registered/{name}/v{version}", alias)
+    except MlflowException:
+        return False
+    return True

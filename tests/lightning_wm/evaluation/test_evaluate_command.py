@@ -100,8 +100,8 @@ def test_evaluate_with_idm_writes_reports_and_an_mlflow_run_tagged_with_the_trai
     assert run.info.status == "FINISHED"
     assert run.data.tags["training_run_id"] == training_id
     assert client.get_run(training_id).data.tags["model_family"] == "single_cam"
-    assert run.data.metrics["eval/trajectory/generated/ade/2s"] == pytest.approx(trajectory["generated"]["ade/2s"])
-    assert run.data.metrics["eval/video/copy_last/psnr/1s"] == pytest.approx(video["copy_last"]["psnr"]["1s"])
+    assert run.data.metrics["eval/ade_2s/generated"] == pytest.approx(trajectory["generated"]["ade/2s"])
+    assert run.data.metrics["eval/psnr_1s/copy_last"] == pytest.approx(video["copy_last"]["psnr"]["1s"])
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"metrics.json", "summary.md"}
 
 

@@ -153,3 +153,7 @@ def test_fit_fine_tunes_a_registered_model_in_a_new_run(synthetic_world, good_an
     (run,) = client.search_runs([client.get_experiment_by_name("lightning-wm").experiment_id],
                                 "tags.fine_tuned_from = 'models:/driving-wm@champion'")
     assert run.info.run_name == "tuned"
+    # promoting it marks its training run (in this store) with the version it became
+    tuned_ckpt = tmp_path / "lwm_runs" / "tuned" / "checkpoints" / "last.ckpt"
+    assert promote(synthetic_world, tuned_ckpt, uri) == 0  # the same weights as the champion: nothing regresses
+    assert client.get_run(run.info.run_id).data.tags["registered/driving-wm/v2"] == "champion"
