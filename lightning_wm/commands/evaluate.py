@@ -29,6 +29,7 @@ from lightning_wm.evaluation.session import evaluate_checkpoint
 from lightning_wm.models.loading import resolve_world_model
 from lightning_wm.registry.uris import is_model_uri
 from lightning_wm.report_folder import write_outputs
+from lightning_wm.tracking import run_page
 from sharding.errors import ConfigError
 
 
@@ -96,7 +97,7 @@ def _log_to_mlflow(cfg: EvaluateConfig, cfg_node: Any, workdir: Path, eval_name:
     }
     logger = tracking.make_logger(cfg.logger, workdir, eval_name, tags)
     plain = to_plain(cfg_node)
-    logger.log_hyperparams(plain)
+    run_page.log_params(logger, run_page.flat_params(plain))  # one param per leaf, null as empty
     logger.log_metrics(flat_metrics(results))
     client = logger.experiment
     client.log_text(logger.run_id, yaml.safe_dump(plain, sort_keys=False), "config/evaluate.yaml")

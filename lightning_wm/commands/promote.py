@@ -41,6 +41,7 @@ from lightning_wm.registry.sim_to_sim_gate import gate_settings, sim_to_sim_metr
 from lightning_wm.registry.uris import client_for, file_sha256, is_model_uri, resolve_model_uri
 from lightning_wm.report_folder import staged
 from lightning_wm.testing.junit import write_junit
+from lightning_wm.tracking import run_page
 from sharding.errors import ConfigError
 
 
@@ -100,52 +101,67 @@ def run_promote(args: argparse.Namespace) -> int:
     failed = [c.name for c in checks if c.status == "fail"]
     passed = not failed
 
-    # ---- register: a run with the model, a version with tags and an alias -------------------
     run_name = f"promote-{cfg.name}-{info['training_run_name']}-{uuid.uuid4().hex[:6]}"
-    tags = {**tracking.git_state(Path(__file__).resolve().parent), "lwm_command": "promote",
-            "command": shlex.join(["lwm", *sys.argv[1:]]), "checkpoint": str(ckpt), "registered_model": cfg.name,
-            "protocol_hash": info["protocol_hash"], "training_run_id": info["training_run_id"] or "",
-            "dataset_fingerprint": info["dataset_fingerprint"]}
-    logger = tracking.make_logger(cfg.logger, workdir, run_name, tags)
-    logger.log_hyperparams(to_plain(cfg_node))
-    logger.log_metrics(flat_metrics(candidate.results))
-    import mlflow
+    logger = tracking.make_logger(cfg.logger, workdir, run_name, run_tags(cfg, info, ckpt))
+    try:
+        version, model_uri = register(cfg, cfg_node, logger, ckpt, candidate.results, metrics, info)
+        alias = cfg.champion_alias if passed else cfg.challenger_alias
+        on_version = version_tags(metrics, info, file_sha256(ckpt), passed, failed, champion)
+        tag_and_alias(client, cfg.name, version, on_version | {"sim_to_sim_settings": settings}, alias)
+        tag_training_run(client, info["training_run_id"], cfg.name, version, alias)
 
-    from lightning_wm.registry.pyfunc_model import log_world_model  # imports mlflow.pyfunc: only here
+        out = Path(cfg.out) if cfg.out else Path(cfg.runs_dir) / "promotions" / run_name
+        decision = {"name": cfg.name, "version": version, "alias": alias, "passed": passed, "failed": failed,
+                    "champion": f"v{champion.version}" if champion else None, "champion_source": champion_source,
+                    "model_uri": model_uri, "run_name": run_name}
+        summary = promotion_markdown(decision, info, checks)
+        client.update_model_version(cfg.name, version, description=f"{headline(decision)} Protocol "
+                                    f"{info['protocol_hash']}; training run {info['training_run_name']}.")
+        properties = {"checkpoint": str(ckpt), "protocol_hash": info["protocol_hash"], "version": version,
+                      "champion": decision["champion"] or ""}
+        with staged(out) as folder:
+            write_junit(folder / "junit.xml", f"promote {cfg.name}", checks, properties)
+            (folder / "summary.md").write_text(summary)
+        logger.experiment.log_artifacts(logger.run_id, str(out), "promotion")
+        logger.finalize("success")
+    except BaseException:
+        logger.finalize("failed")  # never a run left RUNNING
+        raise
 
-    model, checkpoint = load_world_model(ckpt)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    with mlflow.start_run(run_id=logger.run_id):
-        model_info = log_world_model(ckpt, model, cfg.name, {"hyper_parameters": _plain(checkpoint["hyper_parameters"]),
-                                                            "protocol": info["protocol"]}, cfg.context)
-        measured = {k: v for k, v in metrics.items() if v is not None}
-        mlflow.log_metrics({f"gate/{k}": v for k, v in measured.items()}, model_id=model_info.model_id)
-    version = str(model_info.registered_model_version)
-    alias = cfg.champion_alias if passed else cfg.challenger_alias
-    on_version = version_tags(metrics, info, file_sha256(ckpt), passed, failed, champion)
-    tag_and_alias(client, cfg.name, version, on_version | {"sim_to_sim_settings": settings}, alias)
-    tag_training_run(client, info["training_run_id"], cfg.name, version, alias)
-
-    out = Path(cfg.out) if cfg.out else Path(cfg.runs_dir) / "promotions" / run_name
-    decision = {"name": cfg.name, "version": version, "alias": alias, "passed": passed, "failed": failed,
-                "champion": f"v{champion.version}" if champion else None, "champion_source": champion_source,
-                "model_uri": model_info.model_uri, "run_name": run_name}
-    summary = promotion_markdown(decision, info, checks)
-    client.update_model_version(cfg.name, version, description=f"{headline(decision)} Protocol "
-                                f"{info['protocol_hash']}; training run {info['training_run_name']}.")
-    properties = {"checkpoint": str(ckpt), "protocol_hash": info["protocol_hash"], "version": version,
-                  "champion": decision["champion"] or ""}
-    with staged(out) as folder:
-        write_junit(folder / "junit.xml", f"promote {cfg.name}", checks, properties)
-        (folder / "summary.md").write_text(summary)
-    logger.experiment.log_artifacts(logger.run_id, str(out), "promotion")
-    logger.finalize("success")
     print(summary)
     verdict = (f"{cfg.name} v{version} is the new {alias}" if passed else
                f"{cfg.name} v{version} stays {alias}: {', '.join(failed)} regressed against v{champion.version}")
     print(f"promote: {verdict}; report in {out}")
     return 0 if passed else 1
+
+
+def run_tags(cfg: PromoteConfig, info: dict[str, Any], ckpt: Path) -> dict[str, str]:
+    return {**tracking.git_state(Path(__file__).resolve().parent), "lwm_command": "promote",
+            "command": shlex.join(["lwm", *sys.argv[1:]]), "checkpoint": str(ckpt), "registered_model": cfg.name,
+            "protocol_hash": info["protocol_hash"], "training_run_id": info["training_run_id"] or "",
+            "dataset_fingerprint": info["dataset_fingerprint"]}
+
+
+def register(cfg: PromoteConfig, cfg_node: Any, logger: Any, ckpt: Path, results: dict[str, Any],
+             metrics: dict[str, float | None], info: dict[str, Any]) -> tuple[str, str]:
+    """Log the candidate's evaluation and the model in the promote run, register a new version of
+    `cfg.name`; -> (version, logged model URI)."""
+    import mlflow
+
+    from lightning_wm.registry.pyfunc_model import log_world_model  # imports mlflow.pyfunc: only here
+
+    run_page.log_params(logger, run_page.flat_params(to_plain(cfg_node)))  # one param per leaf, null as empty
+    logger.log_metrics(flat_metrics(results))
+    model, checkpoint = load_world_model(ckpt)
+    uri = tracking.tracking_uri(cfg.logger, Path.cwd())
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    with mlflow.start_run(run_id=logger.run_id):
+        config = {"hyper_parameters": _plain(checkpoint["hyper_parameters"]), "protocol": info["protocol"]}
+        model_info = log_world_model(ckpt, model, cfg.name, config, cfg.context)
+        measured = {k: v for k, v in metrics.items() if v is not None}
+        mlflow.log_metrics({f"gate/{k}": v for k, v in measured.items()}, model_id=model_info.model_id)
+    return str(model_info.registered_model_version), model_info.model_uri
 
 
 def _plain(value: Any) -> Any:

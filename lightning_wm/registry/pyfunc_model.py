@@ -39,8 +39,8 @@ class WorldModelPredictor:
 
 
 def _load_pyfunc(data_path: str, model_config: dict[str, Any] | None = None) -> WorldModelPredictor:
-    """MLflow's loader-module entry point: `data_path` is the logged checkpoint file (`model_config`,
-    the hyperparameters and protocol stored at logging, is not needed to rebuild the model)."""
+    """MLflow's loader-module entry point: `data_path` is the logged checkpoint file (`model_config`
+    is unused: the checkpoint holds what rebuilds the model)."""
     return WorldModelPredictor(Path(data_path))
 
 
@@ -52,17 +52,18 @@ def example_input(model: Any, context: int, steps: int = 2) -> dict[str, np.ndar
             "actions": np.zeros((1, context - 1 + steps, len(model.action_names)), np.float32)}
 
 
-def log_world_model(checkpoint: Path, model: Any, registered_name: str, model_config: dict[str, Any],
+def log_world_model(checkpoint: Path, model: Any, registered_name: str, metadata: dict[str, Any],
                     context: int) -> Any:
-    """Log `checkpoint` as an MLflow LoggedModel `world_model` of the active run (pyfunc with this module as its loader,
-    signature and input example of the model's shapes, `model_config` stored with it) and register
-    a new version of `registered_name`. Returns MLflow's ModelInfo (model_id, registered version)."""
+    """Log `checkpoint` as an MLflow LoggedModel `world_model` of the active run (pyfunc with this
+    module as its loader, signature and input example of the model's shapes, `metadata`
+    (hyperparameters, protocol) in its MLmodel file) and register a new version of
+    `registered_name`. Returns MLflow's ModelInfo (model_id, registered version)."""
     import mlflow
 
     example = example_input(model, context)
     return mlflow.pyfunc.log_model(
         name="world_model", loader_module=__name__, data_path=str(checkpoint), signature=signature_of(example),
-        input_example=(example, {"seed": 0}), model_config=model_config, pip_requirements=requirements(),
+        input_example=(example, {"seed": 0}), metadata=metadata, pip_requirements=requirements(),
         registered_model_name=registered_name)
 
 

@@ -119,8 +119,10 @@ def log_report_run(config: LoggerConfig, workdir: Path, name: str, tags: dict[st
     params and as `config/<config_file>`, its metrics, and the report folder as artifacts."""
     import yaml
 
+    from lightning_wm.tracking.run_page import flat_params, log_params
+
     logger = make_logger(config, workdir, name, tags)
-    logger.log_hyperparams(params)
+    log_params(logger, flat_params(params))  # one param per leaf, null as empty
     logger.log_metrics(metrics)
     client = logger.experiment
     client.log_text(logger.run_id, yaml.safe_dump(params, sort_keys=False), f"config/{config_file}")

@@ -56,6 +56,8 @@ def test_the_better_checkpoint_becomes_champion_the_worse_stays_challenger_on_a_
         assert "registry/driving-wm/v1" in info["checkpoint"]
         runs = client.search_runs([client.get_experiment_by_name("lightning-wm").experiment_id])
         assert {r.data.tags.get("lwm_command") for r in runs} == {"promote", "evaluate"}
+        assert all("None" not in r.data.params.values() and r.data.params["name"] == "driving-wm"
+                   for r in runs if r.data.tags["lwm_command"] == "promote")  # flat params, null as empty
         # what a user sees in the registry pages of MLflow's UI, in a real browser
         with browser_page() as page:
             page.goto(f"{uri}/#/models/driving-wm")
