@@ -4,7 +4,8 @@ Every file appears under its final name only when complete. Locally that is a te
 fsync and rename; on fsspec targets the bytes are uploaded to a temporary key and then moved
 (object stores copy then delete, so a reader never sees a half-uploaded shard under its
 final name). Shards are always written to a local file first, so the tar writer, the size and
-the sha256 never depend on the remote filesystem.
+the sha256 never depend on the remote filesystem. One writer per output (per partition) at a
+time: sharding.lock (atomic on local folders and `file://`, best effort on other filesystems).
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ class DatasetOutput:
 
     def __str__(self) -> str:
         return self.url
+
+    def local_root(self) -> str | None:
+        """The folder on this machine's filesystem (a plain path or `file://`), else None."""
+        if not self.remote:
+            return self.root
+        protocol = self.fs.protocol
+        return self.root if {"file", "local"} & set([protocol] if isinstance(protocol, str) else protocol) else None
 
     def path(self, name: str) -> str:
         return f"{self.root}/{name}"

@@ -10,6 +10,10 @@ Fleet options: `partition=(i, k)` writes every k-th planned shard and a part man
 (joined by `lwm shard merge`, sharding.merge); `skip_bad=True` leaves out scenes whose
 encode raised `SourceError` and lists them in `Manifest.skipped_scenes`; without it the run
 stops before writing the shard that holds such a scene.
+
+One writer per output at a time: the run holds a lock file for its partition (sharding.lock)
+from before it looks at the folder until the manifest is written, so a second `lwm shard` into
+the same `--out` is refused instead of replacing the first one's shards.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from tqdm import tqdm
 
 from sharding import contract
 from sharding.errors import ShardError, SourceError
+from sharding.lock import writer_lock
 from sharding.output import DatasetOutput, scratch_dir
 from sharding.partition import Partition, as_partition
 
@@ -234,6 +239,14 @@ def write_dataset(
     partition = as_partition(partition)
     output = DatasetOutput(out)
     output.make_root()
+    with writer_lock(output, partition):  # before anything is read or removed: the folder may be another run's
+        return _write_locked(output, plans, encode, manifest_fields, workers, progress, skip_bad, partition)
+
+
+def _write_locked(output: DatasetOutput, plans: list[ShardPlan], encode: Callable[[SceneTask], list[dict[str, Any]]],
+                  manifest_fields: dict[str, Any], workers: int, progress: bool, skip_bad: bool,
+                  partition: Partition) -> contract.Manifest:
+    """write_dataset's work, done while this process holds the output's writer lock."""
     mine = partition.select(plans)
     output.remove_stale_temps({p.name for p in mine} | {contract.MANIFEST_NAME, partition.manifest_name,
                                                         partition.progress_name})
