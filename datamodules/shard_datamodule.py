@@ -146,6 +146,7 @@ class ShardDataModule(L.LightningDataModule):
             action_index=tuple(self.manifest.action_names.index(a) for a in cfg.actions),
             bev=None if self.bev_grid is None else BevTarget(self.bev_grid, tuple(self.manifest.agent_fields),
                                                              tuple(self.manifest.road_lines)),
+            sample=contract.SampleSpec.from_manifest(self.manifest),
         )
         return WindowStream(
             self.dataset, split, spec, cfg.batch_size, cfg.num_workers, rank=rank, world=world, seed=cfg.seed,

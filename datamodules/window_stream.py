@@ -20,6 +20,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from datamodules import splitting
 from datamodules.shard_set import ShardSet, iter_samples
 from datamodules.windows import BevTarget, collate, decode_window
+from sharding import contract
 from sharding.errors import ShardError
 
 
@@ -29,6 +30,7 @@ class WindowSpec:
     cameras: tuple[str, ...]
     action_index: tuple[int, ...]  # columns of action.npy to keep, in order
     bev: BevTarget | None = None  # rasterise each window's BEV (the world models' BEV head target); None: no bev
+    sample: contract.SampleSpec | None = None  # the manifest's member dtypes and shapes, checked per window
 
 
 class WindowStream(IterableDataset):
@@ -96,7 +98,7 @@ class WindowStream(IterableDataset):
 
     def _decode(self, sample: dict, start: int) -> dict[str, np.ndarray]:
         return decode_window(sample, start, self.spec.steps, list(self.spec.cameras), list(self.spec.action_index),
-                             self.spec.bev)
+                             self.spec.bev, self.spec.sample)
 
     # ---- train: shuffled, random window starts, exactly this worker's quota ------------
     def _train_windows(self, reader: splitting.Reader, epoch: int) -> Iterator[dict[str, np.ndarray]]:

@@ -10,9 +10,11 @@ manifest's `road_lines`. Version 1 datasets still read, as datasets without road
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
+import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -76,8 +78,49 @@ def encode_npy(array: np.ndarray) -> bytes:
 def decode_npy(data: bytes, where: str) -> np.ndarray:
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as error:
+    except (ValueError, OSError, EOFError) as error:
         raise ShardError(f"{where}: not a plain .npy array ({error}); re-create the shard") from error
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """What the members of every sample of a dataset decode to, as its manifest says.
+
+    arrays: member -> (dtype, shape); a name stands for any length (agents' N, road's P);
+    images: camera -> (height, width) of its uint8 [H, W, 3] frames.
+    """
+
+    arrays: dict[str, tuple[str, tuple[int | str, ...]]]
+    images: dict[str, tuple[int, int]]
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> SampleSpec:
+        steps = manifest.chunk_steps
+        arrays = {
+            EGO: ("float64", (steps, 4, 4)),
+            ACTION: ("float32", (steps, len(manifest.action_names))),
+            AGENTS: ("float32", (steps, "N", len(manifest.agent_fields))),
+            HAZARD: ("uint8", (steps,)),
+        }
+        if manifest.road_lines:
+            arrays[ROAD] = ("float32", (steps, len(manifest.road_lines), "P", 2))
+        return cls(arrays, {c.name: (c.height, c.width) for c in manifest.cameras})
+
+    def array_problem(self, name: str, array: np.ndarray) -> str | None:
+        """Why `array`, decoded from member `name`, breaks the contract (None: it does not)."""
+        dtype, shape = self.arrays[name]
+        if array.ndim != len(shape) or any(isinstance(n, int) and n != m for n, m in zip(shape, array.shape)):
+            return f"has shape {list(array.shape)}, expected [{', '.join(map(str, shape))}]"
+        if array.dtype != np.dtype(dtype):
+            return f"is {array.dtype}, expected {dtype}"
+        return None
+
+    def image_problem(self, camera: str, image: np.ndarray) -> str | None:
+        """Why a decoded frame of `camera` breaks the contract (None: it does not)."""
+        height, width = self.images[camera]
+        if image.shape != (height, width, 3):
+            return f"decodes to shape {list(image.shape)}, the manifest's camera is [{height}, {width}, 3]"
+        return None
 
 
 @dataclass
@@ -158,8 +201,50 @@ class Manifest:
             )
         data.pop("splits", None)
         try:
+            _check_fields(cls, data, "")
             data["cameras"] = [CameraInfo(**c) for c in data["cameras"]]
             data["shards"] = [ShardInfo(**s) for s in data["shards"]]
             return cls(**data)
+        except _FieldError as error:
+            raise ShardError(f"{where}: field {error}; re-create the dataset (or fix the field)") from error
         except (KeyError, TypeError) as error:
             raise ShardError(f"{where}: missing or unexpected field ({error}); re-create the dataset") from error
+
+
+class _FieldError(Exception):
+    """A manifest field of the wrong type: the message starts with the field's path."""
+
+
+_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _check_value(hint: Any, value: Any, path: str) -> None:
+    """Raise _FieldError unless `value` (parsed JSON) fits the type hint `hint` of a manifest field."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise _FieldError(f"{path}: expected an object, got {type(value).__name__} {value!r:.40}")
+        _check_fields(hint, value, f"{path}.")
+    elif origin is list:
+        if not isinstance(value, list):
+            raise _FieldError(f"{path}: expected a list, got {type(value).__name__} {value!r:.40}")
+        (item,) = typing.get_args(hint)
+        for index, element in enumerate(value):
+            _check_value(item, element, f"{path}[{index}]")
+    elif origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise _FieldError(f"{path}: expected an object, got {type(value).__name__} {value!r:.40}")
+    elif hint in _KINDS:
+        allowed = (int, float) if hint is float else (hint,)
+        if type(value) not in allowed:  # `type`, not isinstance: JSON true is no count
+            raise _FieldError(f"{path}: expected {_KINDS[hint]}, got {type(value).__name__} {value!r:.40}")
+
+
+def _check_fields(cls: type, data: dict, prefix: str) -> None:
+    """The fields of dataclass `cls` present in `data` have the JSON types its annotations say."""
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        if name in hints:
+            _check_value(hints[name], value, f"{prefix}{name}")

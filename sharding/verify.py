@@ -1,8 +1,9 @@
 """`lwm shard verify DIR`: check a dataset against its manifest and the shard contract.
 
 Every problem is reported as one line naming the shard (and sample) and the fix; the
-checks are: manifest schema, each shard's presence, size, sha256, sample count, and each
-sample's members and array shapes (road.npy exactly where the manifest names road lines).
+checks are: manifest schema and field types, tars the manifest does not list, each shard's
+presence, size, sha256, sample count, and each sample's members and array dtypes and shapes
+(road.npy exactly where the manifest names road lines); `deep` also decodes every JPEG.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 
 from sharding import contract
 from sharding.errors import ShardError
@@ -45,61 +47,92 @@ def _group_members(path: Path) -> dict[str, dict[str, bytes]]:
     return samples
 
 
-def _check_sample(key: str, members: dict[str, bytes], manifest: contract.Manifest) -> list[str]:
+def _check_sample(key: str, members: dict[str, bytes], manifest: contract.Manifest, spec: contract.SampleSpec,
+                  deep: bool) -> list[str]:
+    """Problems of one sample: missing members, meta.json, every array's dtype and shape; with
+    `deep` also every JPEG decoded (and its size checked) and meta.json's cameras and timestamps."""
     steps = manifest.chunk_steps
-    expected = {contract.META, *contract.ARRAY_MEMBERS}
-    expected |= {contract.image_member(c, t) for c in manifest.camera_names for t in range(steps)}
-    if manifest.road_lines:
-        expected.add(contract.ROAD)
+    images = {contract.image_member(c, t): c for c in manifest.camera_names for t in range(steps)}
+    expected = {contract.META, *spec.arrays, *images}
+    problems = []
     missing = sorted(expected - members.keys())
     if missing:
-        return [f"sample {key}: missing {len(missing)} member(s), e.g. {missing[0]}"]
-    problems = []
-    meta = json.loads(members[contract.META])
-    if meta.get("schema_version") != manifest.schema_version:
-        problems.append(f"sample {key}: meta.json schema_version {meta.get('schema_version')!r}, "
-                        f"the manifest's is {manifest.schema_version}")
-    shapes = {
-        contract.EGO: (steps, 4, 4),
-        contract.ACTION: (steps, len(manifest.action_names)),
-        contract.HAZARD: (steps,),
-    }
-    for name, shape in shapes.items():
-        array = contract.decode_npy(members[name], f"sample {key} {name}")
-        if array.shape != shape:
-            problems.append(f"sample {key}: {name} has shape {list(array.shape)}, expected {list(shape)}")
-    agents = contract.decode_npy(members[contract.AGENTS], f"sample {key} agents.npy")
-    if agents.ndim != 3 or agents.shape[0] != steps or agents.shape[2] != len(manifest.agent_fields):
-        problems.append(f"sample {key}: agents.npy has shape {list(agents.shape)}, expected "
-                        f"[{steps}, N, {len(manifest.agent_fields)}]")
-    elif not np.isfinite(agents).all():
-        problems.append(f"sample {key}: agents.npy holds NaN or inf")
-    problems.extend(_check_road(key, members, manifest))
+        problems.append(f"sample {key}: missing {len(missing)} member(s), e.g. {missing[0]}")
+    if contract.ROAD in members and not manifest.road_lines:
+        problems.append(f"sample {key}: has {contract.ROAD} but the manifest names no road_lines")
+    if contract.META in members:
+        problems.extend(_check_meta(key, members[contract.META], manifest, deep))
+    for name in spec.arrays:
+        if name not in members:
+            continue
+        try:
+            array = contract.decode_npy(members[name], f"sample {key}: {name}")
+        except ShardError as error:
+            problems.append(str(error))
+            continue
+        problem = spec.array_problem(name, array)
+        if problem is None and name == contract.AGENTS and not np.isfinite(array).all():
+            problem = "holds NaN or inf"
+        if problem is not None:
+            problems.append(f"sample {key}: {name} {problem}")
+    if deep:
+        for name, camera in sorted(images.items()):
+            if name not in members:
+                continue
+            try:
+                image = simplejpeg.decode_jpeg(members[name], colorspace="RGB")
+            except Exception as error:  # simplejpeg raises several kinds on bad bytes
+                problems.append(f"sample {key}: {name} does not decode as a JPEG ({error})")
+                continue
+            problem = spec.image_problem(camera, image)
+            if problem is not None:
+                problems.append(f"sample {key}: {name} {problem}")
     return problems
 
 
-def _check_road(key: str, members: dict[str, bytes], manifest: contract.Manifest) -> list[str]:
-    """road.npy: float32 [T, len(road_lines), P, 2] where the manifest names road lines, else absent."""
-    if not manifest.road_lines:
-        if contract.ROAD in members:
-            return [f"sample {key}: has {contract.ROAD} but the manifest names no road_lines"]
-        return []
-    road = contract.decode_npy(members[contract.ROAD], f"sample {key} {contract.ROAD}")
-    lines = len(manifest.road_lines)
-    if road.ndim != 4 or road.shape[:2] != (manifest.chunk_steps, lines) or road.shape[3] != 2:
-        return [f"sample {key}: {contract.ROAD} has shape {list(road.shape)}, expected "
-                f"[{manifest.chunk_steps}, {lines}, P, 2]"]
-    if road.dtype != np.float32:
-        return [f"sample {key}: {contract.ROAD} is {road.dtype}, expected float32"]
-    return []
+def _check_meta(key: str, data: bytes, manifest: contract.Manifest, deep: bool) -> list[str]:
+    where = f"sample {key}: {contract.META}"
+    try:
+        meta = json.loads(data)
+    except ValueError as error:
+        return [f"{where} is not valid JSON ({error})"]
+    if not isinstance(meta, dict):
+        return [f"{where} is not a JSON object"]
+    problems = []
+    if meta.get("schema_version") != manifest.schema_version:
+        problems.append(f"{where} has schema_version {meta.get('schema_version')!r}, "
+                        f"the manifest's is {manifest.schema_version}")
+    if deep:
+        if meta.get("cameras") != manifest.camera_names:
+            problems.append(f"{where} lists cameras {meta.get('cameras')!r}, the manifest's are {manifest.camera_names}")
+        timestamps = meta.get("timestamps_us")
+        if not isinstance(timestamps, list) or len(timestamps) != manifest.chunk_steps:
+            problems.append(f"{where} has no list of {manifest.chunk_steps} timestamps_us")
+        for name, shape in (("intrinsics", (3, 3)), ("ego_from_camera", (4, 4))):
+            try:
+                array = np.asarray(meta.get(name), np.float64)
+            except (TypeError, ValueError):
+                array = np.zeros(0)
+            if array.shape != (len(manifest.cameras), *shape):
+                problems.append(f"{where} has {name} of shape {list(array.shape)}, expected "
+                                f"[{len(manifest.cameras)}, {shape[0]}, {shape[1]}]")
+    return problems
 
 
-def verify_dataset(root: Path) -> list[str]:
-    """Return one line per problem found in the dataset under `root` (empty: all good)."""
+def verify_dataset(root: Path, deep: bool = False) -> list[str]:
+    """Return one line per problem found in the dataset under `root` (empty: all good).
+
+    `deep` also decodes every JPEG member and checks meta.json against the manifest (slower:
+    the image decode is most of a shard's reading time)."""
     manifest = load_local_manifest(root)
+    spec = contract.SampleSpec.from_manifest(manifest)
     problems = []
     if not manifest.shards:
         problems.append(f"{contract.MANIFEST_NAME}: lists no shards; re-create the dataset")
+    listed = {s.name for s in manifest.shards}
+    for extra in sorted(p.name for p in root.glob("*.tar") if p.name not in listed):
+        problems.append(f"{extra}: not listed in {contract.MANIFEST_NAME} (stale or foreign data: a reader of this "
+                        "folder could mix it in); move it out of the dataset folder or re-shard into an empty one")
     fix = "delete it and re-run the `lwm shard` command that made the dataset (complete shards are kept)"
     for shard in manifest.shards:
         path = root / shard.name
@@ -123,5 +156,5 @@ def verify_dataset(root: Path) -> list[str]:
         if len(samples) != shard.samples:
             problems.append(f"{shard.name}: {len(samples)} samples, manifest says {shard.samples}; {fix}")
         for key, members in samples.items():
-            problems.extend(f"{shard.name}: {p}" for p in _check_sample(key, members, manifest))
+            problems.extend(f"{shard.name}: {p}" for p in _check_sample(key, members, manifest, spec, deep))
     return problems

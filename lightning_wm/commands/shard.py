@@ -88,10 +88,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     verify = sources.add_parser(
         "verify",
         help="check a dataset's shards against its manifest",
-        description="Check schema version, presence, size, sha256, sample count and members of every "
-        "shard; print one line per problem and exit 1 if any.",
+        description="Check schema version and field types of the manifest, tars it does not list, and the "
+        "presence, size, sha256, sample count, members and array dtypes and shapes of every shard (--deep: "
+        "also decode every JPEG); print one line per problem and exit 1 if any.",
     )
     verify.add_argument("dir", help="dataset folder holding manifest.json")
+    verify.add_argument("--deep", action="store_true",
+                        help="also decode every JPEG member and check meta.json against the manifest (slower)")
     verify.set_defaults(run=run_verify)
 
     merge = sources.add_parser(
@@ -201,12 +204,14 @@ def run_waymo(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    problems = verify_dataset(Path(args.dir))
+    start = time.perf_counter()
+    problems = verify_dataset(Path(args.dir), deep=args.deep)
+    took = f"{'deep ' if args.deep else ''}check took {time.perf_counter() - start:.1f} s"
     if problems:
         for problem in problems:
             print(f"{args.dir}: {problem}")
-        raise ShardError(f"{args.dir}: {len(problems)} problem(s) found (listed above)")
-    print(f"{args.dir}: OK")
+        raise ShardError(f"{args.dir}: {len(problems)} problem(s) found (listed above; {took})")
+    print(f"{args.dir}: OK ({took})")
     return 0
 
 
