@@ -3,7 +3,9 @@
 The result (`SceneExtract`) is plain numpy and strings, small enough to hand to a worker
 process, so workers never load the tables themselves. Problems that concern one scene
 (timestamps, chains, calibration changing mid-scene) are kept in `error` and raised by the
-worker, so `--skip-bad` can leave that scene out while the others are written.
+worker, so `--skip-bad` can leave that scene out while the others are written. Data from the
+wild: a camera may start at a later sample than the scene (its stream starts at its first
+keyframe), and rows of one camera may share a timestamp (kept once, flagged for `sync` to drop).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class CameraStream:
     size: tuple[int, int]  # (width, height) of the stored images
     intrinsics: np.ndarray  # [3, 3] at `size`
     ego_from_camera: np.ndarray  # [4, 4]
+    duplicated: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # bool [F]: another row had this stamp
 
 
 @dataclass
@@ -44,6 +47,7 @@ class SceneExtract:
     pose_translations: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # [P, 3]
     pose_rotations: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # [P, 4] (w, x, y, z)
     annotations: Annotations | None = None
+    span_us: tuple[int, int] = (0, 0)  # first and last time of the scene: its samples and its camera frames
     error: str | None = None  # why this scene cannot be sharded (raised by the worker)
 
 
@@ -59,13 +63,31 @@ def _in_scene(nusc, sd: dict, scene_token: str) -> bool:
     return nusc.get("sample", sd["sample_token"])["scene_token"] == scene_token
 
 
-def _camera_stream(nusc, scene: dict, first_sample: dict, channel: str) -> tuple[CameraStream, list[dict]]:
-    """The camera's frames in the scene (walking prev/next from its first keyframe), and their ego poses."""
+def _scene_samples(nusc, scene: dict) -> list[dict]:
+    """The scene's samples (keyframes) in order, following `next` from its first sample."""
+    samples, token = [], scene["first_sample_token"]
+    while token and len(samples) <= len(nusc.sample):
+        sample = nusc.get("sample", token)
+        if sample["scene_token"] != scene["token"]:
+            break
+        samples.append(sample)
+        token = sample["next"]
+    return samples
+
+
+def _camera_stream(nusc, scene: dict, samples: list[dict], channel: str) -> tuple[CameraStream, list[dict]]:
+    """The camera's frames in the scene (walking prev/next from its first keyframe), and their ego poses.
+
+    The first keyframe may be in a later sample than the scene's first (a camera that starts late).
+    """
     where = f"{channel}, {scene['name']}"
-    if channel not in first_sample["data"]:
-        raise SourceError(f"sample.json row {first_sample['token']} ({scene['name']}): no {channel} keyframe; "
-                          f"this scene's cameras are {sorted(first_sample['data'])}")
-    token = first_sample["data"][channel]
+    first = next((sample for sample in samples if channel in sample["data"]), None)
+    if first is None:
+        sensors = sorted({name for sample in samples for name in sample["data"]})
+        raise SourceError(f"scene {scene['name']}: no {channel} keyframe in any of its {len(samples)} samples; "
+                          f"its sensors are {sensors}; leave the camera out (--cameras) or the scene "
+                          "(source.scenes, --skip-bad)")
+    token = first["data"][channel]
     while (prev := nusc.get("sample_data", token)["prev"]) and _in_scene(nusc, nusc.get("sample_data", prev),
                                                                          scene["token"]):
         token = prev  # some logs have sweeps before the first keyframe
@@ -80,12 +102,16 @@ def _camera_stream(nusc, scene: dict, first_sample: dict, channel: str) -> tuple
     if token in seen:
         raise SourceError(f"sample_data.json row {token} ({where}): the prev/next chain loops back; fix 'next'")
     stamps = np.array([_timestamp(sd, "sample_data", where) for sd in rows], np.int64)
-    back = np.flatnonzero(np.diff(stamps) <= 0)
+    back = np.flatnonzero(np.diff(stamps) < 0)
     if back.size:
         i = int(back[0]) + 1
         raise SourceError(f"sample_data.json row {rows[i]['token']} ({where}): timestamp {stamps[i]} is not after "
                           f"the previous frame's {stamps[i - 1]} (row {rows[i - 1]['token']}); timestamps must "
                           "increase along prev/next")
+    repeat = np.concatenate([[False], np.diff(stamps) == 0])  # [F] this row repeats the previous row's stamp
+    duplicated = np.concatenate([repeat[1:], [False]])[~repeat]  # [F'] the next row repeats this kept row's stamp
+    poses = [nusc.get("ego_pose", sd["ego_pose_token"]) for sd in rows]
+    rows, stamps = [sd for sd, again in zip(rows, repeat) if not again], stamps[~repeat]
     if len(stamps) > 1:
         gap = float(np.median(np.diff(stamps)))
         if not MIN_FRAME_GAP_US <= gap <= MAX_FRAME_GAP_US:
@@ -113,8 +139,8 @@ def _camera_stream(nusc, scene: dict, first_sample: dict, channel: str) -> tuple
         except FileNotFoundError as error:
             raise SourceError(f"{filenames[0]}: listed in sample_data but missing on disk") from error
     stream = CameraStream(channel, [sd["token"] for sd in rows], stamps, filenames, (int(size[0]), int(size[1])),
-                          np.asarray(cs["camera_intrinsic"], np.float64), ego_from_camera)
-    return stream, [nusc.get("ego_pose", sd["ego_pose_token"]) for sd in rows]
+                          np.asarray(cs["camera_intrinsic"], np.float64), ego_from_camera, duplicated)
+    return stream, poses
 
 
 def _poses(rows: list[dict], scene_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,15 +157,11 @@ def _poses(rows: list[dict], scene_name: str) -> tuple[np.ndarray, np.ndarray, n
     return times, translations, rotations
 
 
-def _annotations(nusc, scene: dict) -> Annotations:
+def _annotations(nusc, scene: dict, samples: list[dict]) -> Annotations:
     """Every box of the scene's keyframes, tracks numbered in order of first appearance."""
     tracks: dict[str, int] = {}
     classes, track, times, centers, sizes, yaws = [], [], [], [], [], []
-    token = scene["first_sample_token"]
-    while token:
-        sample = nusc.get("sample", token)
-        if sample["scene_token"] != scene["token"]:
-            break
+    for sample in samples:
         stamp = _timestamp(sample, "sample", scene["name"])
         for ann_token in sample["anns"]:
             ann = nusc.get("sample_annotation", ann_token)
@@ -153,7 +175,6 @@ def _annotations(nusc, scene: dict) -> Annotations:
             centers.append(ann["translation"])
             sizes.append(ann["size"])
             yaws.append(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
-        token = sample["next"]
     return Annotations(np.array(track, np.int64), np.array(times, np.int64),
                        np.array(centers, np.float64).reshape(-1, 3), np.array(sizes, np.float64).reshape(-1, 3),
                        np.array(yaws, np.float64), np.array(classes, np.int64))
@@ -163,14 +184,17 @@ def extract_scene(nusc, scene: dict, channels: list[str]) -> SceneExtract:
     """Everything the worker needs for `scene` with the given cameras, or the reason it cannot be read."""
     extract = SceneExtract(scene["name"], scene["token"])
     try:
-        first_sample = nusc.get("sample", scene["first_sample_token"])
+        samples = _scene_samples(nusc, scene)
         pose_rows = []
         for channel in channels:
-            stream, poses = _camera_stream(nusc, scene, first_sample, channel)
+            stream, poses = _camera_stream(nusc, scene, samples, channel)
             extract.cameras.append(stream)
             pose_rows.extend(poses)
         extract.pose_times, extract.pose_translations, extract.pose_rotations = _poses(pose_rows, scene["name"])
-        extract.annotations = _annotations(nusc, scene)
+        extract.annotations = _annotations(nusc, scene, samples)
+        times = [_timestamp(s, "sample", scene["name"]) for s in samples[:1] + samples[-1:]]
+        times += [int(t) for c in extract.cameras for t in c.timestamps[[0, -1]]]
+        extract.span_us = (min(times), max(times))
     except SourceError as error:
         return SceneExtract(scene["name"], scene["token"], error=str(error))
     except KeyError as error:

@@ -27,7 +27,7 @@ from sharding.logs.motion import POSE_ACTIONS, interpolate_poses, pose_actions
 from sharding.nuscenes.can_bus import CAN_ACTIONS, ZOE_WHEEL_RADIUS_M, can_dataroot, read_can_actions
 from sharding.nuscenes.extract import SceneExtract, extract_scene
 from sharding.nuscenes.loading import open_nuscenes
-from sharding.nuscenes.sync import chunk_steps_of, plan_sync
+from sharding.nuscenes.sync import DROP_REASONS, GAP_RULE, chunk_steps_of, plan_sync
 from sharding.nuscenes.tables import NUSCENES_CAMERAS
 from sharding.samples import SceneArrays, encode_scene
 from sharding.writer import SceneTask, fingerprint, plan_shards, write_dataset
@@ -163,7 +163,8 @@ def camera_infos(extract: SceneExtract, config: NuScenesSourceConfig) -> list[co
 def _plan(extract: SceneExtract, config: NuScenesSourceConfig, reference: str):
     channels = [c.channel for c in extract.cameras]
     return plan_sync([c.timestamps for c in extract.cameras], channels.index(reference), config.fps,
-                     config.sync_tolerance_ms * 1000.0, extract.name)
+                     config.sync_tolerance_ms * 1000.0, extract.name, [c.duplicated for c in extract.cameras],
+                     extract.span_us)
 
 
 def scene_arrays(extract: SceneExtract, config: NuScenesSourceConfig, reference: str) -> SceneArrays:
@@ -203,7 +204,8 @@ def scene_arrays(extract: SceneExtract, config: NuScenesSourceConfig, reference:
             images[row, v] = cache[(v, frame)]
     ref = [c.channel for c in extract.cameras].index(reference)
     offset = np.abs(extract.cameras[ref].timestamps[plan.frames[keep, ref]] - plan.grid_us[keep])
-    info.update(plan.counts(), steps_kept=int(keep.size), steps_dropped_by_chunking=int(plan.valid.sum() - keep.size),
+    info.update(plan.counts(), dropped=plan.dropped, dropped_runs_us=plan.dropped_runs_us, steps_kept=int(keep.size),
+                steps_dropped_by_chunking=int(plan.valid.sum() - keep.size),
                 source_frames_read=len(cache), max_frame_offset_ms=round(float(offset.max()) / 1000, 2),
                 annotations=int(len(extract.annotations.track)), hazard_steps=int(hazard[keep].sum()),
                 scene_token=extract.token)
@@ -239,6 +241,7 @@ def plan_nuscenes(config: NuScenesSourceConfig) -> tuple[list[SceneTask], dict[s
     splits, split_rule = assign_splits(nusc, config, names)
     tasks = []
     totals = dict.fromkeys(["steps", "steps_unsynced", "reference_frames", "reference_unsynced", "steps_kept"], 0)
+    dropped, by_scene = dict.fromkeys(DROP_REASONS, 0), {}
     first_good = None
     for scene in nusc.scene:
         if splits[scene["name"]] is None or (config.scenes is not None and scene["name"] not in config.scenes):
@@ -249,6 +252,13 @@ def plan_nuscenes(config: NuScenesSourceConfig) -> tuple[list[SceneTask], dict[s
                 plan = _plan(extract, config, reference)
                 for key, value in plan.counts().items():
                     totals[key] += value
+                for key, value in plan.dropped.items():
+                    dropped[key] += value
+                if any(plan.dropped.values()):
+                    by_scene[scene["name"]] = {"dropped": {k: v for k, v in plan.dropped.items() if v},
+                                               "first_step_us": int(plan.grid_us[0]),
+                                               "last_step_us": int(plan.grid_us[-1]),
+                                               "dropped_runs_us": plan.dropped_runs_us}
                 totals["steps_kept"] += int(chunk_steps_of(plan.valid, config.chunk_steps).size)
                 first_good = first_good or extract
             except SourceError as error:
@@ -264,7 +274,8 @@ def plan_nuscenes(config: NuScenesSourceConfig) -> tuple[list[SceneTask], dict[s
     source_config = asdict(config)
     source_config.update(
         actions_from="ego poses + CAN bus" if config.can_bus else "ego poses",
-        reference_camera=reference, camera_channels=cameras, splits=split_rule, sync=totals,
+        reference_camera=reference, camera_channels=cameras, splits=split_rule,
+        sync={**totals, "dropped": dropped, "gap_rule": GAP_RULE, "scenes": by_scene},
         agent_classes={str(k): v for k, v in CLASS_NAMES.items()},
     )
     fields = dict(source=SOURCE, fps=config.fps, chunk_steps=config.chunk_steps, action_names=config.action_names,

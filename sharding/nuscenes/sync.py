@@ -4,19 +4,29 @@ nuScenes cameras run at about 12 Hz each, but fire at different moments (as the 
 past them, up to ~45 ms apart), and a frame is sometimes missing. Every reference frame is
 paired with each other camera's nearest frame; the pair holds if it is within the tolerance.
 The shard's steps are a fixed-rate grid from the first to the last synchronised reference
-frame; a step takes the reference frame nearest to it. A step is dropped, and counted, when
-that frame is more than 0.6 camera periods away (a hole in the log) or is not synchronised.
+frame, so a scene starts where every requested camera exists and stops where the first one
+ends (sensors that start late or stop early); the steps of the scene outside that are dropped
+and counted. A step takes the reference frame nearest to it; inside the grid a step is dropped,
+and counted by reason, when some camera has missing frames there (a gap: the reference frame is
+more than 0.6 periods away, or a camera's frames around it are more than 1.5 periods apart),
+when its frames are not synchronised, or when a frame it needs shares its timestamp with
+another row (which image belongs to that moment is unknown). A sample never spans a dropped
+step, so a gap drops steps and the scene goes on after it under the same id.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from sharding.errors import SourceError
 
 HOLE_PERIODS = 0.6  # a step whose nearest reference frame is farther than this many frame periods is a hole
+GAP_PERIODS = 1.5  # frames of one camera farther apart than this many periods have frames missing between them
+# Why a step of the scene is left out: outside the span every camera covers, or inside it (steps_unsynced).
+DROP_REASONS = ("before_start", "after_end", "gap", "unsynced", "duplicate_timestamp")
+GAP_RULE = "drop_steps"  # what a gap does: its steps are dropped; no sample spans it; the scene keeps its id
 
 
 @dataclass
@@ -28,7 +38,9 @@ class SyncPlan:
     valid: np.ndarray
     reference_frames: int  # frames of the reference camera in the scene
     reference_unsynced: int  # of those, frames some camera had no partner for
-    steps_unsynced: int  # grid steps dropped: hole in the log or unsynchronised frame
+    steps_unsynced: int  # grid steps dropped inside the grid: gap, unsynchronised or duplicated timestamp
+    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))  # steps per reason
+    dropped_runs_us: list[list[int]] = field(default_factory=list)  # [first, last] grid time of each dropped run
 
     def counts(self) -> dict[str, int]:
         return {"steps": int(len(self.grid_us)), "steps_unsynced": self.steps_unsynced,
@@ -44,9 +56,32 @@ def nearest(times: np.ndarray, query: np.ndarray) -> np.ndarray:
     return np.where(np.abs(times[left] - query) <= np.abs(times[right] - query), left, right)
 
 
-def plan_sync(camera_times: list[np.ndarray], reference: int, fps: float, tolerance_us: float,
-              scene: str) -> SyncPlan:
-    """Plan the steps of one scene from each camera's sorted frame timestamps (int64 microseconds)."""
+def period_of(times: np.ndarray, default_us: float) -> float:
+    """Median frame spacing of sorted `times` (microseconds); `default_us` for a single frame."""
+    return float(np.median(np.diff(times))) if len(times) > 1 else default_us
+
+
+def in_gap(times: np.ndarray, query: np.ndarray, period_us: float) -> np.ndarray:
+    """bool [Q]: the query falls outside sorted `times` or between two frames more than GAP_PERIODS apart."""
+    after = np.searchsorted(times, query)  # times[after - 1] < query <= times[after]
+    outside = (after == 0) | (after == len(times))
+    span = times[np.clip(after, 0, len(times) - 1)] - times[np.clip(after - 1, 0, len(times) - 1)]
+    return outside | (span > GAP_PERIODS * period_us)
+
+
+def _runs(dropped: np.ndarray, grid: np.ndarray) -> list[list[int]]:
+    padded = np.concatenate([[False], dropped, [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return [[int(grid[a]), int(grid[b - 1])] for a, b in zip(edges[::2], edges[1::2])]
+
+
+def plan_sync(camera_times: list[np.ndarray], reference: int, fps: float, tolerance_us: float, scene: str,
+              duplicated: list[np.ndarray] | None = None, span_us: tuple[int, int] | None = None) -> SyncPlan:
+    """Plan the steps of one scene from each camera's sorted frame timestamps (int64 microseconds).
+
+    duplicated: bool [F_v] per camera, frames whose timestamp another row of that camera shares.
+    span_us: (first, last) time of the scene (any sensor); the steps before and after the grid are counted.
+    """
     ref = camera_times[reference]
     partners = np.stack([nearest(times, ref) for times in camera_times], axis=1)  # [F_ref, V]
     gaps = np.stack([np.abs(times[partners[:, v]] - ref) for v, times in enumerate(camera_times)], axis=1)
@@ -59,11 +94,22 @@ def plan_sync(camera_times: list[np.ndarray], reference: int, fps: float, tolera
     step_us = 1e6 / fps
     count = int(np.floor((last - first) / step_us + 1e-9)) + 1
     grid = first + np.round(np.arange(count) * step_us).astype(np.int64)
-    period = float(np.median(np.diff(ref))) if len(ref) > 1 else step_us
     chosen = nearest(ref, grid)
-    valid = synced[chosen] & (np.abs(ref[chosen] - grid) <= HOLE_PERIODS * period)
+    hole = np.abs(ref[chosen] - grid) > HOLE_PERIODS * period_of(ref, step_us)
+    gap = hole | np.any([in_gap(times, grid, period_of(times, step_us)) for times in camera_times], axis=0)
+    ambiguous = np.zeros(count, bool)
+    for v, flags in enumerate(duplicated or []):
+        ambiguous |= flags[partners[chosen, v]]
+    valid = synced[chosen] & ~hole & ~ambiguous
+    dropped = ~valid
+    counts = {"gap": int((dropped & gap).sum()), "unsynced": int((dropped & ~gap & ~synced[chosen]).sum()),
+              "duplicate_timestamp": int((dropped & ~gap & synced[chosen]).sum())}
+    lo, hi = span_us if span_us is not None else (first, last)  # steps that fit before `first`, after `last`
+    counts["before_start"] = int(np.floor((first - lo) / step_us + 1e-9)) if lo < first else 0
+    counts["after_end"] = int(np.floor((hi - last) / step_us + 1e-9)) if hi > last else 0
     frames = np.where(valid[:, None], partners[chosen], -1)
-    return SyncPlan(grid, frames, valid, len(ref), int((~synced).sum()), int((~valid).sum()))
+    return SyncPlan(grid, frames, valid, len(ref), int((~synced).sum()), int(dropped.sum()),
+                    {reason: counts[reason] for reason in DROP_REASONS}, _runs(dropped, grid))
 
 
 def chunk_steps_of(valid: np.ndarray, chunk_steps: int) -> np.ndarray:
