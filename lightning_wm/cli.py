@@ -1,7 +1,8 @@
 """The `lwm` command: one entry point, a sub-command per job, Hydra overrides on each.
 
 User errors (`LwmError`) print one line and exit 1 (2 for `lwm regress`, whose 1 is a regression); anything else is a bug and keeps its
-traceback.
+traceback. An interrupted command exits 128 + the signal's number: 130 after Ctrl-C; `lwm fit` also 143 after SIGTERM
+and 138 after SIGUSR1 (lightning_wm/interruption.py), never 0.
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except LwmError as error:
         print(f"lwm {args.command}: error: {error_line(error)}", file=sys.stderr)
         return getattr(args, "usage_exit", 1)  # `lwm regress` gates CI: 1 means a regression there
-    except KeyboardInterrupt:
-        print(f"lwm {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:  # lwm fit: lightning_wm/interruption.py (130, 143 or 138)
+        print(f"lwm {args.command}: interrupted{': ' + str(interrupt) if str(interrupt) else ''}", file=sys.stderr)
+        return getattr(interrupt, "exit_code", 130)
 
 
 if __name__ == "__main__":

@@ -27,14 +27,14 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import OmegaConf
 
 from datamodules.shard_datamodule import ShardDataModule
-from lightning_wm import checkpoints, tracking
+from lightning_wm import checkpoints, interruption, tracking
 from lightning_wm.config import compose_config, to_object, to_plain
 from lightning_wm.final_validation import FinalValidation
 from lightning_wm.models.cameras import rig_from_manifest
 from lightning_wm.models.registry import ModelFamily, family_of
 from lightning_wm.registry.uris import is_model_uri
 from lightning_wm.run_config import FitConfig
-from lightning_wm.tracking import run_page, sweep
+from lightning_wm.tracking import exact_history, run_page, sweep
 from sharding.errors import ConfigError
 
 # Set by rank zero before Lightning's DDP launcher re-runs this command for the other ranks,
@@ -192,7 +192,7 @@ def fit_one(cfg: Any, parent_run_id: str | None = None, label: str = "") -> int:
     if fit.logger.enabled:
         tags = run_tags(fit, family.name, data) | ({MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {})
         tags |= {"fine_tuned_from": fine_tuned_from} if fine_tuned_from else {}
-        logger = tracking.make_logger(fit.logger, workdir, run_name, tags, run_id=run_id)
+        logger = tracking.make_logger(fit.logger, workdir, run_name, tags, run_id=run_id, exact_history=True)
     has_val = data.manifest.splits()["val"]["samples"] > 0
     callbacks = [
         # best.ckpt by validation loss; a dataset without a val split keeps last.ckpt only
@@ -202,6 +202,8 @@ def fit_one(cfg: Any, parent_run_id: str | None = None, label: str = "") -> int:
         checkpoints.ExceptionCheckpoint(run_dir / "checkpoints"),
         checkpoints.RunInfoInCheckpoint(run_name),
         FinalValidation(),  # a validation at the last step, before the fit-end callbacks
+        exact_history.ExactHistory(),  # MLflow gets a step's metrics once a checkpoint covers it
+        stop := interruption.StopOnSignal(),  # SIGINT/SIGTERM/SIGUSR1: checkpoint at the step's end, exit 130/143/138
         *build_callbacks(fit.callbacks),
     ]
     trainer = L.Trainer(**asdict(fit.trainer), logger=logger, callbacks=callbacks, default_root_dir=run_dir)
@@ -214,7 +216,8 @@ def fit_one(cfg: Any, parent_run_id: str | None = None, label: str = "") -> int:
             start_run_page(logger, cfg, checkpoint, model, data)
             monitor = tracking.start_system_metrics(logger, fit.logger)
         try:
-            trainer.fit(model, datamodule=data, ckpt_path=ckpt)
+            with stop.handling(trainer):
+                trainer.fit(model, datamodule=data, ckpt_path=ckpt)
         finally:
             if monitor is not None:
                 monitor.finish()

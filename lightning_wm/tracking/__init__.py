@@ -79,15 +79,22 @@ def default_run_name(family: str, size: str, data_name: str) -> str:
 
 
 def make_logger(
-    config: LoggerConfig, workdir: Path, run_name: str, tags: dict[str, str], run_id: str | None = None
+    config: LoggerConfig, workdir: Path, run_name: str, tags: dict[str, str], run_id: str | None = None,
+    exact_history: bool = False,
 ) -> MLFlowLogger:
-    """An MLFlowLogger for a new run, or for `run_id` when resuming (same run, same steps)."""
+    """An MLFlowLogger for a new run, or for `run_id` when resuming (same run, same steps).
+
+    exact_history: a training run's logger, whose metrics reach MLflow once a checkpoint covers their
+    step, so that an interrupted and resumed fit has one point per step (tracking/exact_history.py;
+    needs its ExactHistory callback)."""
+    from lightning_wm.tracking.exact_history import ExactHistoryLogger
+
     uri = tracking_uri(config, workdir)
     check_reachable(uri)
     artifacts = config.artifact_location
     if artifacts is None and uri.startswith("sqlite:"):
         artifacts = (workdir / "mlartifacts").resolve().as_uri()
-    return MLFlowLogger(
+    return (ExactHistoryLogger if exact_history else MLFlowLogger)(
         experiment_name=config.experiment_name,
         run_name=run_name,
         tracking_uri=uri,
