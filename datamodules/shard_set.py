@@ -18,6 +18,7 @@ import fsspec
 from datamodules import tar_stream
 from sharding import contract
 from sharding.errors import ShardError
+from sharding.writable import permission_denied
 
 
 @dataclass
@@ -48,6 +49,8 @@ def open_shard_set(path: str) -> ShardSet:
     manifest_url = f"{root}/{contract.MANIFEST_NAME}"
     if _is_local(root):
         local_root = root.removeprefix("file://")
+        if os.path.isfile(local_root):
+            raise ShardError(f"{local_root}: is a file, not a dataset folder; set data.path={os.path.dirname(local_root)}")
         if not os.path.isdir(local_root):
             raise ShardError(f"{local_root}: no such dataset folder; make one with "
                              f"`lwm shard synthetic|nuscenes|waymo --out {local_root}` or fix data.path")
@@ -57,6 +60,8 @@ def open_shard_set(path: str) -> ShardSet:
     try:
         with fsspec.open(manifest_url, "rt") as f:
             text = f.read()
+    except PermissionError:
+        raise permission_denied(manifest_url, "reading the manifest") from None
     except (FileNotFoundError, OSError) as error:
         raise ShardError(f"{manifest_url}: cannot read the manifest ({type(error).__name__}: {error}); "
                          "point data.path at a folder made by `lwm shard`") from error
@@ -74,7 +79,7 @@ def open_shard_set(path: str) -> ShardSet:
 
 
 def _check_local_sizes(manifest: contract.Manifest, urls: dict[str, str]) -> None:
-    """Cheap check before training: every local shard exists with the size the manifest says."""
+    """Cheap check before training: every local shard exists, is readable, with the size the manifest says."""
     for shard in manifest.shards:
         if shard.name not in urls:
             continue
@@ -82,6 +87,10 @@ def _check_local_sizes(manifest: contract.Manifest, urls: dict[str, str]) -> Non
         if not os.path.exists(local):
             raise ShardError(f"{local}: shard listed in the manifest is missing; "
                              "re-run the `lwm shard` command that made the dataset")
+        try:
+            open(local, "rb").close()  # unreadable: say so now, not from a DataLoader worker mid-training
+        except PermissionError:
+            raise permission_denied(local, "reading the shard") from None
         size = os.path.getsize(local)
         if size != shard.bytes:
             raise ShardError(f"{local}: {size} bytes, the manifest says {shard.bytes} (truncated or changed); "
@@ -102,6 +111,8 @@ def iter_samples(url: str, expected: int) -> Iterator[dict]:
                 sample["__url__"] = url
                 count += 1
                 yield sample
+    except PermissionError:
+        raise permission_denied(url, "reading the shard") from None
     except (OSError, ValueError) as error:
         raise ShardError(f"{url}: truncated or corrupt shard ({type(error).__name__}: {error.args[0]}); {fix}") from error
     if count != expected:

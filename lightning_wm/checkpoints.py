@@ -45,23 +45,52 @@ def resolve_ckpt_path(ckpt_path: str | None, runs_dir: Path, tracking_uri: str |
     return path
 
 
+TRAINING_STATE = ("global_step", "epoch", "state_dict", "optimizer_states", "loops")  # what a resume restores
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint dict, loaded without executing any code from it."""
+    """The checkpoint dict, loaded without executing any code from it; anything else is refused
+    (a text file, a bare tensor, a list) in one line naming the file."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if "Weights only load failed" not in str(error):
+            raise ConfigError(f"{path}: not a PyTorch checkpoint (cannot be unpickled); give a .ckpt written by "
+                              "`lwm fit`") from error
         raise ConfigError(
             f"{path}: refused, it holds pickled Python objects (loading would run code from the file); "
             "only checkpoints of plain tensors and containers are loaded (weights_only=True)"
         ) from error
-    except (RuntimeError, EOFError, OSError) as error:
-        raise ConfigError(f"{path}: not a readable checkpoint ({error}); give another ckpt_path") from error
+    except PermissionError as error:
+        raise ConfigError(f"{path}: permission denied reading the checkpoint; make it readable "
+                          f"(chmod u+r {path}) or copy it somewhere readable") from error
+    except Exception as error:  # torch's legacy loader fails on non-checkpoints with KeyError, ValueError...
+        raise ConfigError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error}); "
+                          "give a .ckpt written by `lwm fit`") from error
+    if not isinstance(checkpoint, dict):
+        raise ConfigError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint dict; give a .ckpt "
+                          "written by `lwm fit` (torch.save of a bare tensor or list is not one)")
+    if not isinstance(checkpoint.get("hyper_parameters", {}), dict) or not isinstance(checkpoint.get("state_dict", {}), dict):
+        raise ConfigError(f"{path}: its hyper_parameters / state_dict are not dicts; give a .ckpt written by `lwm fit`")
+    return checkpoint
+
+
+def check_resumable(checkpoint: dict[str, Any], path: Path) -> None:
+    """A resume restores the step, the optimiser and the loops: refuse a dict without them."""
+    missing = [key for key in TRAINING_STATE if key not in checkpoint]
+    if missing:
+        raise ConfigError(f"{path}: no training state to resume ({', '.join(missing)} missing: weights only?); "
+                          "resume from a last.ckpt or on_exception.ckpt written by `lwm fit`, or register the "
+                          "weights (`lwm promote`) and fine-tune with ckpt_path=models:/NAME@ALIAS")
 
 
 def check_compatible(checkpoint: dict[str, Any], path: Path, family: str, model_config: dict[str, Any]) -> None:
     """Refuse a checkpoint of another model family or of a model config with other shapes."""
     hparams = checkpoint.get("hyper_parameters", {})
     found = hparams.get("model_family")
+    if found is None:
+        raise ConfigError(f"{path}: not a checkpoint of an lwm model (no hyper_parameters.model_family); "
+                          "give a .ckpt written by `lwm fit`")
     if found != family:
         raise ConfigError(f"{path}: a {found!r} checkpoint, but model={family!r} was asked; "
                           f"pick model={found} or another checkpoint")

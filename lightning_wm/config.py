@@ -7,6 +7,7 @@ makes a misspelt key or a wrong type fail here, before any work starts.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,7 +111,31 @@ def compose_config(config_name: str, overrides: list[str], free_nodes: tuple[str
                 OmegaConf.update(cfg, parsed.key_or_group, parsed.value(), force_add=True)
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(one_line(error)) from error
+    reject_added_keys(cfg, free_nodes)
     return cfg
+
+
+def reject_added_keys(cfg: DictConfig, free_nodes: tuple[str, ...] = (), path: str = "") -> None:
+    """Refuse keys that are not fields of their typed node.
+
+    Struct mode refuses `data.windw=8`, but Hydra's append syntax `+data.windw=8` adds the key
+    anyway (and OmegaConf then sets it as a stray attribute of the dataclass). Free dicts
+    (`logger.tags`, `callbacks`, `policy`) take any key.
+    """
+    kind = cfg._metadata.object_type
+    if path in free_nodes:
+        return
+    if kind is not None and dataclasses.is_dataclass(kind):
+        fields = {f.name for f in dataclasses.fields(kind)}
+        for key in cfg.keys():
+            if key not in fields:
+                full = f"{path}.{key}" if path else str(key)
+                raise ConfigError(f"unknown config key '{full}' (not a field of {kind.__name__}; '+' adds keys only "
+                                  "to free dicts such as logger.tags): check its spelling (--print-config lists every key)")
+    for key in cfg.keys():
+        child = cfg._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():
+            reject_added_keys(child, free_nodes, f"{path}.{key}" if path else str(key))
 
 
 def to_object(cfg: DictConfig, where: str) -> Any:

@@ -18,11 +18,14 @@ import simplejpeg
 
 from sharding import contract
 from sharding.errors import ShardError
+from sharding.writable import permission_denied
 from sharding.writer import PROGRESS_NAME, sha256_file
 
 
 def load_local_manifest(root: Path) -> contract.Manifest:
     """Read `root/manifest.json`, refusing a missing folder, an unfinished run or another schema."""
+    if root.is_file():
+        raise ShardError(f"{root}: is a file, not a dataset folder; give its folder: {root.parent}")
     if not root.is_dir():
         raise ShardError(f"{root}: no such dataset folder; make one with `lwm shard synthetic --out {root}`")
     path = root / contract.MANIFEST_NAME
@@ -32,7 +35,11 @@ def load_local_manifest(root: Path) -> contract.Manifest:
                              "re-run the same `lwm shard` command to complete it")
         raise ShardError(f"{root}: no {contract.MANIFEST_NAME}, so not a lightning-wm dataset; "
                          f"make one with `lwm shard synthetic --out {root}`")
-    return contract.Manifest.from_json(path.read_text(), str(path))
+    try:
+        text = path.read_text()
+    except PermissionError:
+        raise permission_denied(path, "reading the manifest") from None
+    return contract.Manifest.from_json(text, str(path))
 
 
 def _group_members(path: Path) -> dict[str, dict[str, bytes]]:
@@ -143,7 +150,11 @@ def verify_dataset(root: Path, deep: bool = False) -> list[str]:
         if size != shard.bytes:
             problems.append(f"{shard.name}: {size} bytes, manifest says {shard.bytes} (truncated?); {fix}")
             continue
-        digest = sha256_file(path)
+        try:
+            digest = sha256_file(path)
+        except PermissionError:
+            problems.append(str(permission_denied(path, "reading the shard")))
+            continue
         if digest != shard.sha256:
             problems.append(f"{shard.name}: sha256 {digest[:12]}... differs from the manifest's "
                             f"{shard.sha256[:12]}... (the file changed after writing); {fix}")

@@ -21,6 +21,7 @@ import lightning as L
 import yaml
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -33,9 +34,10 @@ from lightning_wm.final_validation import FinalValidation
 from lightning_wm.models.cameras import rig_from_manifest
 from lightning_wm.models.registry import ModelFamily, family_of
 from lightning_wm.registry.uris import is_model_uri
-from lightning_wm.run_config import FitConfig
+from lightning_wm.run_config import FitConfig, check_accelerator_available
 from lightning_wm.tracking import exact_history, run_page, sweep
 from sharding.errors import ConfigError
+from sharding.writable import check_writable
 
 # Set by rank zero before Lightning's DDP launcher re-runs this command for the other ranks,
 # so that every rank agrees on the run name (and so on the checkpoint folder).
@@ -95,6 +97,22 @@ def run_name_and_id(fit: FitConfig, family: str, checkpoint: dict[str, Any] | No
     if fit.logger.run_name:
         return "-".join(p for p in (fit.logger.run_name, label) if p), None
     return tracking.default_run_name(family, size, "-".join(p for p in (data_name(fit), label) if p)), None
+
+
+def check_run_in_store(uri: str, run_id: str, ckpt: Path) -> None:
+    """A resume continues the checkpoint's MLflow run: refuse one the store does not hold."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    tracking.check_reachable(uri)
+    try:
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+            raise MlflowException(f"no database file {uri}")  # do not create an empty store just to look
+        MlflowClient(uri).get_run(run_id)
+    except MlflowException as error:
+        raise ConfigError(f"{ckpt}: its MLflow run {run_id} is not in the store {uri}; set logger.tracking_uri to the "
+                          "store it was logged to, or continue in a new run that records this checkpoint with "
+                          "new_run=true") from error
 
 
 def build_callbacks(specs: dict[str, Any]) -> list[L.Callback]:
@@ -161,17 +179,24 @@ def run_sweep(args: argparse.Namespace) -> int:
 def fit_one(cfg: Any, parent_run_id: str | None = None, label: str = "") -> int:
     """Train one composed config; `parent_run_id`: the sweep's parent run, `label` its swept values."""
     fit: FitConfig = to_object(cfg, "fit")
+    check_accelerator_available(fit.trainer)
+    workdir = Path.cwd()
+    # before any data is read or rendered: the folders and the store this run will write
+    check_writable(fit.runs_dir, "checkpoints go to <runs_dir>/<run name>/", "set runs_dir=/WRITABLE/PATH")
+    if fit.logger.enabled:
+        tracking.check_reachable(tracking.tracking_uri(fit.logger, workdir))
     # WindowStream's __len__ is exact per rank and worker (datamodules/splitting.py).
     warnings.filterwarnings("ignore", message=r".*IterableDataset.*has `__len__` defined")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     family = family_of(fit.model)
     L.seed_everything(fit.seed, workers=True)
-    workdir = Path.cwd()
 
     ckpt = checkpoints.resolve_ckpt_path(fit.ckpt_path, Path(fit.runs_dir), tracking.tracking_uri(fit.logger, workdir))
     checkpoint = checkpoints.load_checkpoint(ckpt) if ckpt else None
     if checkpoint is not None:
         checkpoints.check_compatible(checkpoint, ckpt, family.name, asdict(fit.model))
+        if not is_model_uri(fit.ckpt_path):
+            checkpoints.check_resumable(checkpoint, ckpt)
     # ckpt_path=models:/NAME@ALIAS fine-tunes a registered model: its weights, a new run from step 0
     weights, fine_tuned_from = None, None
     if is_model_uri(fit.ckpt_path):
@@ -185,13 +210,17 @@ def fit_one(cfg: Any, parent_run_id: str | None = None, label: str = "") -> int:
     if weights is not None:
         checkpoints.load_weights(model, weights, fine_tuned_from)
 
-    run_name, run_id = run_name_and_id(fit, family.name, checkpoint, label)
+    # new_run=true: a new name and MLflow run (tagged resumed_from), so the old run's files stay as they are
+    run_name, run_id = run_name_and_id(fit, family.name, None if fit.new_run else checkpoint, label)
+    if run_id is not None and fit.logger.enabled:
+        check_run_in_store(tracking.tracking_uri(fit.logger, workdir), run_id, ckpt)
     os.environ[RUN_NAME_ENV] = run_name
     run_dir = Path(fit.runs_dir) / run_name
     logger = False
     if fit.logger.enabled:
         tags = run_tags(fit, family.name, data) | ({MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {})
         tags |= {"fine_tuned_from": fine_tuned_from} if fine_tuned_from else {}
+        tags |= {"resumed_from": str(ckpt)} if ckpt is not None and fit.new_run else {}
         logger = tracking.make_logger(fit.logger, workdir, run_name, tags, run_id=run_id, exact_history=True)
     has_val = data.manifest.splits()["val"]["samples"] > 0
     callbacks = [
@@ -206,7 +235,10 @@ def fit_one(cfg: Any, parent_run_id: str | None = None, label: str = "") -> int:
         stop := interruption.StopOnSignal(),  # SIGINT/SIGTERM/SIGUSR1: checkpoint at the step's end, exit 130/143/138
         *build_callbacks(fit.callbacks),
     ]
-    trainer = L.Trainer(**asdict(fit.trainer), logger=logger, callbacks=callbacks, default_root_dir=run_dir)
+    try:
+        trainer = L.Trainer(**asdict(fit.trainer), logger=logger, callbacks=callbacks, default_root_dir=run_dir)
+    except (MisconfigurationException, ValueError) as error:  # a combination TrainerConfig cannot check alone
+        raise ConfigError(f"trainer: {str(error).splitlines()[0]}; fix the trainer.* overrides") from error
     # The config is logged once, below, as `model/*`, `data/*`, ...; Lightning would log the module's
     # saved hyperparameters again (`config/*` repeating `model/*`).
     model._log_hyperparams = False

@@ -15,9 +15,11 @@ from sharding import contract
 from sharding.errors import ConfigError, ShardError
 from sharding.merge import merge_parts
 from sharding.nuscenes.source import shard_nuscenes
+from sharding.output import is_url
 from sharding.partition import Partition
 from sharding.synthetic.source import shard_synthetic
 from sharding.verify import verify_dataset
+from sharding.writable import check_writable
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -144,6 +146,9 @@ def _shard(source: str, flags: Overrides, args: argparse.Namespace, shard: Calla
         print(OmegaConf.to_yaml(cfg))
         return 0
     command: ShardCommandConfig = to_object(cfg, "shard")
+    if not is_url(command.out) or command.out.startswith("file://"):
+        check_writable(command.out.removeprefix("file://"), "the dataset's output folder",
+                       "give --out (or out=) a folder you can write")
     start = time.perf_counter()
     manifest = shard(command.source, command.out, **fleet_options(args, command.workers, command.progress))
     seconds = time.perf_counter() - start
@@ -178,8 +183,10 @@ def run_nuscenes(args: argparse.Namespace) -> int:
 
     def summary(manifest: contract.Manifest) -> str:
         sync = manifest.source_config["sync"]
-        return (f"; steps: {sync['steps']} on the grid, {sync['steps_unsynced']} dropped as unsynchronised, "
-                f"{sync['steps_kept']} kept in whole chunks; actions from {manifest.source_config['actions_from']}")
+        dropped = ", ".join(f"{reason} {n}" for reason, n in sync.get("dropped", {}).items() if n)
+        return (f"; steps: {sync['steps']} on the grid, {sync['steps_unsynced']} dropped as unsynchronised"
+                + (f" (dropped steps by reason: {dropped})" if dropped else "")
+                + f", {sync['steps_kept']} kept in whole chunks; actions from {manifest.source_config['actions_from']}")
 
     return _shard("nuscenes", flags, args, shard_nuscenes, summary)
 

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import MLFlowLogger
-
-from sharding.errors import ConfigError
 
 
 @dataclass
@@ -46,18 +42,10 @@ def tracking_uri(config: LoggerConfig, workdir: Path) -> str:
 
 
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail before training when an http(s) tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
-            response.read()
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise ConfigError(
-            f"MLflow tracking server {uri} cannot be reached ({reason}); start it "
-            f"(`mlflow server --host 127.0.0.1 --port PORT`) or fix logger.tracking_uri / $MLFLOW_TRACKING_URI"
-        ) from error
+    """Fail before any work when the store cannot take this run (tracking/store_check.py)."""
+    from lightning_wm.tracking.store_check import check_store
+
+    check_store(uri, timeout_s)
 
 
 def git_state(directory: Path) -> dict[str, str]:
