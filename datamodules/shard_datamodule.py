@@ -8,6 +8,7 @@ and yields the same number of batches (see `splitting`).
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
 from datamodules.batch import Batch
@@ -56,6 +58,18 @@ class ShardDataConfig:
 def synthetic_default_path(config: ShardDataConfig) -> Path:
     cache = Path(os.path.expanduser(config.cache_dir))
     return cache / f"synthetic-{dataset_fingerprint(config.synthetic)}"
+
+
+def _loader_worker_init(worker_id: int) -> None:
+    """A DataLoader worker leaves signals to the main process: Ctrl-C and a scheduler's SIGTERM reach the
+    whole process group, and a worker they killed would crash the fit (exit 1, no checkpoint) instead of
+    letting it stop at the step's end (lightning_wm/interruption.py). Then Lightning's per-worker seeding,
+    which it adds itself only to loaders without a `worker_init_fn`."""
+    for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR1", None)):
+        if signum is not None:
+            signal.signal(signum, signal.SIG_IGN)
+    if os.environ.get("PL_SEED_WORKERS") == "1":
+        pl_worker_init_function(worker_id)  # rank: rank_zero_only.rank, inherited from the forking process
 
 
 class _EpochLoader(DataLoader):
@@ -161,6 +175,7 @@ class ShardDataModule(L.LightningDataModule):
             epoch_fn=lambda: self.trainer.current_epoch if self.trainer is not None else 0,
             num_workers=workers,
             persistent_workers=workers > 0,  # no re-spawn per epoch; the stream counts epochs itself
+            worker_init_fn=_loader_worker_init if workers else None,
             prefetch_factor=4 if workers else None,
         )
 

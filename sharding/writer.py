@@ -22,6 +22,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -113,8 +114,14 @@ def _encode_in_order(
         return
     # spawn, not fork: the parent may hold torch/OpenMP threads that fork would copy broken.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers) as pool:
+    with context.Pool(workers, initializer=_leave_interrupts_to_the_parent) as pool:
         yield from pool.imap(encode, tasks, chunksize=1)
+
+
+def _leave_interrupts_to_the_parent() -> None:
+    """Ctrl-C reaches every process of the terminal's group: an encoder ignores it (no traceback per
+    worker); the parent stops, and leaving the `with Pool` block terminates the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _write_shard(output: DatasetOutput, scratch: str, plan: ShardPlan, scenes: list[str],

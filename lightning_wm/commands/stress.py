@@ -26,6 +26,7 @@ from lightning_wm import tracking
 from lightning_wm.commands.evaluate import pick_device
 from lightning_wm.commands.simulate import build_policy, build_simulators, policy_spec, synthetic_dataset
 from lightning_wm.config import compose_config, to_object, to_plain
+from lightning_wm.report_folder import staged
 from lightning_wm.simulation.episodes import EpisodeSpec
 from lightning_wm.simulation.scoring import ScoringConfig
 from lightning_wm.testing.stress.config import StressConfig
@@ -117,8 +118,9 @@ def run_stress(args: argparse.Namespace) -> int:
             "base_episodes": len(base), "space": space.names, "fixed": cfg.fixed, "stress_run_name": name,
             "seconds_search": round(result.seconds, 2), "seconds_total": round(time.perf_counter() - start, 2),
             "replay_mismatches": mismatched}
-    summary = write_report(out, info, result, top, confirmations, space, replay_files, top if cfg.videos else [],
-                           sims.grid, dataset.world.fps)
+    with staged(out) as folder:  # the report appears whole, or not at all (Ctrl-C while the videos encode)
+        summary = write_report(folder, info, result, top, confirmations, space, replay_files,
+                               top if cfg.videos else [], sims.grid, dataset.world.fps)
     if cfg.logger.enabled:
         log_to_mlflow(cfg, cfg_node, workdir, info, result, confirmations, out)
     print(summary)

@@ -1,7 +1,6 @@
 """`lwm fit` end to end on CPU: MLflow (SQLite and a real server), resume, refusals, DDP."""
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -229,29 +228,6 @@ def test_ddp_two_cpu_processes(dataset, workdir):
     assert "train/loss/total" in run.data.metrics
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss/total")] == [2]
     assert run.data.tags["mlflow.note.content"].count("| steps | 3 |") == 1
-
-
-def test_ctrl_c_leaves_a_checkpoint_that_resumes(dataset, workdir):
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LWM_RUN_NAME")}
-    command = ["lwm", "fit", f"data.path={dataset}", *TINY]
-    process = subprocess.Popen([*command, "trainer.max_steps=100000"], cwd=workdir, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not list(workdir.glob("lwm_runs/*/checkpoints/last.ckpt")):  # first validation done
-        assert time.time() < deadline and process.poll() is None
-        time.sleep(0.2)
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) != 0
-    saved = next(workdir.glob("lwm_runs/*/checkpoints/on_exception.ckpt"))
-    step = torch.load(saved, weights_only=True)["global_step"]
-    assert step >= 4
-    result = subprocess.run([*command, f"trainer.max_steps={step + 3}", "ckpt_path=last"], cwd=workdir, env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert f"rank 0: {step + 3} steps" in result.stdout
-    assert len(local_client(workdir).search_runs([local_client(workdir).get_experiment_by_name(
-        "lightning-wm").experiment_id])) == 1
 
 
 def test_dataset_without_val_split_trains_and_keeps_last(tmp_path, workdir):

@@ -146,3 +146,22 @@ def test_a_second_ctrl_c_exits_130_at_once_and_the_history_stays_at_the_newest_c
     assert not list(tmp_path.glob("lwm_runs/*/checkpoints/on_exception.ckpt"))
     assert saved_step(tmp_path, "last.ckpt") == 3
     assert history(tmp_path) == ("RUNNING", [0, 1, 2])  # step 3 was logged, then lost with the process
+
+
+def test_sigterm_to_the_whole_process_group_with_loader_workers_stops_cleanly(dataset, tmp_path):
+    """What a scheduler does (scancel, a preempted node): every process of the job gets the signal,
+    the DataLoader workers too; they leave it to the main process, which stops at the step's end."""
+    process = subprocess.Popen(["lwm", "fit", f"data.path={dataset}", *TINY, "data.num_workers=2",
+                                "trainer.max_steps=100000"], cwd=tmp_path, env=environment(), start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("lwm_runs/*/checkpoints/last.ckpt")):
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143 and "Traceback" not in err, err[-2000:]
+    stopped = saved_step(tmp_path, "on_exception.ckpt")
+    assert history(tmp_path) == ("KILLED", list(range(stopped)))
+    resume(dataset, tmp_path, stopped + 2)
+    assert history(tmp_path) == ("FINISHED", list(range(stopped + 2)))
