@@ -69,6 +69,7 @@ def agents_on_grid(ann: Annotations, grid_us: np.ndarray, world_from_ego: np.nda
     for track in range(tracks):
         rows = np.flatnonzero(ann.track == track)
         rows = rows[np.argsort(ann.time_us[rows], kind="stable")]
+        rows = rows[np.concatenate([[True], np.diff(ann.time_us[rows]) > 0])]  # a repeated stamp: keep the first box
         t = ann.time_us[rows].astype(np.float64)
         present = (grid >= t[0] - hold_us) & (grid <= t[-1] + hold_us)
         if not present.any():
