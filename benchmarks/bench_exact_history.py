@@ -19,7 +19,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 import lightning as L
 import torch
@@ -47,10 +46,14 @@ def time_logging(exact: bool, steps: int, val_every: int, root: Path) -> float:
 
 
 class StepClock(L.Callback):
-    """Wall time from the first training batch to the end of training."""
+    """Wall time from the first training batch to the end of training (added to the fit as
+    `+callbacks.clock={_target_:__main__.StepClock}`; the newest one is in `StepClock.made`)."""
+
+    made: list[StepClock] = []
 
     def __init__(self) -> None:
         self.start, self.seconds, self.steps = None, 0.0, 0
+        StepClock.made.append(self)
 
     def on_train_batch_start(self, trainer, *args) -> None:
         if self.start is None:
@@ -62,8 +65,6 @@ class StepClock(L.Callback):
 
 def time_fit(exact: bool, steps: int, val_every: int, data: Path, root: Path) -> tuple[float, int]:
     """Training steps/s of a tiny `lwm fit`, and the size of the held-back points its best.ckpt carries."""
-    clock = StepClock()
-    make_logger = tracking.make_logger
     work = root / f"fit-{exact}-{time.time_ns()}"
     work.mkdir()
     overrides = [f"data.path={data}", "model.size=tiny", "model.context_steps=4", "model.psnr_horizons=[1,4]",
@@ -71,10 +72,10 @@ def time_fit(exact: bool, steps: int, val_every: int, data: Path, root: Path) ->
                  "trainer.devices=1", f"trainer.max_steps={steps}", f"trainer.val_check_interval={val_every}",
                  "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "trainer.log_every_n_steps=1",
                  "trainer.enable_progress_bar=false", "logger.system_metrics=false", "callbacks=none",
-                 f"logger.tracking_uri=sqlite:///{work / 'mlflow.db'}", f"runs_dir={work / 'runs'}"]
-    with mock.patch.object(tracking, "make_logger", lambda *a, **k: make_logger(*a, **{**k, "exact_history": exact})), \
-            mock.patch("lightning_wm.commands.fit.build_callbacks", lambda specs: [clock]):
-        assert lwm(["fit", *overrides]) == 0
+                 f"logger.tracking_uri=sqlite:///{work / 'mlflow.db'}", f"runs_dir={work / 'runs'}",
+                 f"logger.exact_history={str(exact).lower()}", f"+callbacks.clock={{_target_:{__name__}.StepClock}}"]
+    assert lwm(["fit", *overrides]) == 0
+    clock = StepClock.made[-1]
     (best,) = (work / "runs").glob("*/checkpoints/best.ckpt")  # saved first at a validation: it has the list
     pending = torch.load(best, weights_only=True).get(PENDING_KEY, [])
     buffer = io.BytesIO()

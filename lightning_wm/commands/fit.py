@@ -221,7 +221,8 @@ def fit_one(cfg: Any, parent_run_id: str | None = None, label: str = "") -> int:
         tags = run_tags(fit, family.name, data) | ({MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {})
         tags |= {"fine_tuned_from": fine_tuned_from} if fine_tuned_from else {}
         tags |= {"resumed_from": str(ckpt)} if ckpt is not None and fit.new_run else {}
-        logger = tracking.make_logger(fit.logger, workdir, run_name, tags, run_id=run_id, exact_history=True)
+        logger = tracking.make_logger(fit.logger, workdir, run_name, tags, run_id=run_id,
+                                       exact_history=fit.logger.exact_history)
     has_val = data.manifest.splits()["val"]["samples"] > 0
     callbacks = [
         # best.ckpt by validation loss; a dataset without a val split keeps last.ckpt only

@@ -29,6 +29,8 @@ class LoggerConfig:
     run_name: str | None = None  # null: <model>-<size>-<data>-<short id>
     system_metrics: bool = True  # CPU/GPU/memory metrics every `system_metrics_interval_s`
     system_metrics_interval_s: float = 10.0  # seconds between system metric samples
+    exact_history: bool = True  # lwm fit: metrics reach MLflow once a checkpoint covers their step (one point per
+    # step after any interruption; curves move at each validation); false: at every logging step
     tags: dict[str, str] = field(default_factory=dict)  # extra tags for the run
 
 
