@@ -103,3 +103,7 @@ class FitConfig:
     new_run: bool = False  # with ckpt_path: continue from the checkpoint as a new run (new name, MLflow tag resumed_from)
     runs_dir: str = "lwm_runs"  # checkpoints go to <runs_dir>/<run name>/checkpoints
     default_camera: str = "front"  # the camera a single-camera model trains on when data.cameras is null
+    distributed_timeout_s: float = 1800.0  # torchrun/srun: how long a rank waits for the others (start-up, rank
+    # zero's data preparation, every collective) before it stops with an error naming what it waited for
+    distributed_heartbeat_s: float = 60.0  # torchrun/srun: a rank silent this long is taken as dead and the job
+    # stops with exit 1 (gloo would wait for it in the next collective)

@@ -28,7 +28,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import OmegaConf
 
 from datamodules.shard_datamodule import ShardDataModule
-from lightning_wm import checkpoints, interruption, tracking
+from lightning_wm import checkpoints, distributed, interruption, tracking
 from lightning_wm.config import compose_config, to_object, to_plain
 from lightning_wm.final_validation import FinalValidation
 from lightning_wm.models.cameras import rig_from_manifest
@@ -180,6 +180,11 @@ def fit_one(cfg: Any, parent_run_id: str | None = None, label: str = "") -> int:
     """Train one composed config; `parent_run_id`: the sweep's parent run, `label` its swept values."""
     fit: FitConfig = to_object(cfg, "fit")
     check_accelerator_available(fit.trainer)
+    # torchrun / srun: every rank runs this; rank zero alone prepares data and talks to MLflow
+    launch = distributed.start(fit.trainer.accelerator, fit.distributed_timeout_s, fit.trainer.devices,
+                               fit.trainer.num_nodes)
+    if launch is not None:
+        launch.watch(fit.distributed_heartbeat_s)
     workdir = Path.cwd()
     # before any data is read or rendered: the folders and the store this run will write
     check_writable(fit.runs_dir, "checkpoints go to <runs_dir>/<run name>/", "set runs_dir=/WRITABLE/PATH")
@@ -202,7 +207,10 @@ def fit_one(cfg: Any, parent_run_id: str | None = None, label: str = "") -> int:
     if is_model_uri(fit.ckpt_path):
         weights, fine_tuned_from, checkpoint, ckpt = checkpoint, fit.ckpt_path, None, None
 
-    data = build_datamodule(fit, family)
+    if launch is None:
+        data = build_datamodule(fit, family)
+    else:
+        data = launch.share("preparing the data", lambda: build_datamodule(fit, family), everyone=True)
     first = data.manifest.cameras[data.manifest.camera_names.index(data.camera_names[0])]
     cameras = rig_from_manifest(data.manifest, data.camera_names, getattr(family.module_class, "min_views", 1))
     model = family.module_class(fit.model, action_names=data.action_names, image_size=(first.height, first.width),
@@ -211,16 +219,22 @@ def fit_one(cfg: Any, parent_run_id: str | None = None, label: str = "") -> int:
         checkpoints.load_weights(model, weights, fine_tuned_from)
 
     # new_run=true: a new name and MLflow run (tagged resumed_from), so the old run's files stay as they are
-    run_name, run_id = run_name_and_id(fit, family.name, None if fit.new_run else checkpoint, label)
-    if run_id is not None and fit.logger.enabled:
-        check_run_in_store(tracking.tracking_uri(fit.logger, workdir), run_id, ckpt)
+    def name_the_run() -> tuple[str, str | None]:
+        name, run_id = run_name_and_id(fit, family.name, None if fit.new_run else checkpoint, label)
+        if run_id is not None and fit.logger.enabled:
+            check_run_in_store(tracking.tracking_uri(fit.logger, workdir), run_id, ckpt)
+        return name, run_id
+
+    run_name, run_id = name_the_run() if launch is None else launch.share("naming the run", name_the_run)
     os.environ[RUN_NAME_ENV] = run_name
     run_dir = Path(fit.runs_dir) / run_name
     logger = False
-    if fit.logger.enabled:
+    if fit.logger.enabled and (launch is None or launch.is_zero):  # other ranks of a launch: no store at all
         tags = run_tags(fit, family.name, data) | ({MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {})
         tags |= {"fine_tuned_from": fine_tuned_from} if fine_tuned_from else {}
         tags |= {"resumed_from": str(ckpt)} if ckpt is not None and fit.new_run else {}
+        if launch is not None:  # a rank lost mid-run: the run ends FAILED, not RUNNING forever
+            launch.on_lost = lambda: logger._initialized and logger.experiment.set_terminated(logger.run_id, "FAILED")
         logger = tracking.make_logger(fit.logger, workdir, run_name, tags, run_id=run_id,
                                        exact_history=fit.logger.exact_history)
     has_val = data.manifest.splits()["val"]["samples"] > 0
@@ -254,9 +268,11 @@ def fit_one(cfg: Any, parent_run_id: str | None = None, label: str = "") -> int:
         finally:
             if monitor is not None:
                 monitor.finish()
-    except Exception:
+    except Exception as error:
         if logger and trainer.is_global_zero:
             logger.finalize("failed")  # also when it failed before Lightning's own handling
+        if (lost := distributed.lost_peer(error, launch)) is not None:
+            raise lost from error
         raise
     print(f"rank {trainer.global_rank}: {trainer.global_step} steps")
     if trainer.is_global_zero:
