@@ -7,6 +7,7 @@ window of which scene a batch came from.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,15 @@ def make_dataset(
     encode = functools.partial(_encode, steps=steps, size=size, chunk_steps=chunk_steps, cameras=cameras,
                                road_lines=len(road_lines))
     return write_dataset(out, plan_shards(tasks, scenes_per_shard), encode, fields, workers=workers, progress=False)
+
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_ENVIRONMENT = ("MLFLOW_TRACKING_URI", "LWM_RUN_NAME")  # would point a test's run at another store or name
+
+
+def lwm_environment() -> dict[str, str]:
+    """The environment for an `lwm` subprocess: this checkout importable (for test callbacks named by
+    `_target_`), and none of the variables that would send its run elsewhere."""
+    env = {k: v for k, v in os.environ.items() if k not in RUN_ENVIRONMENT}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env

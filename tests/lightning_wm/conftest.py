@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lightning_wm.cli import main
+from tests.helpers import RUN_ENVIRONMENT
 
 WORLD = ["source.rig.width=32", "source.rig.height=32", "source.world.steps=40", "source.chunk_steps=40"]
 TINY_FIT = ["model.size=tiny", "model.context_steps=4", "model.psnr_horizons=[1,4]", "model.warmup_steps=1",
@@ -38,3 +39,12 @@ def world_model(synthetic_world, tmp_path_factory) -> Path:
         torch.set_num_threads(threads)
     (ckpt,) = runs.glob("*/checkpoints/last.ckpt")
     return ckpt
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A fresh working directory (./mlflow.db, ./lwm_runs), with no store or run name from the environment."""
+    monkeypatch.chdir(tmp_path)
+    for key in RUN_ENVIRONMENT:
+        monkeypatch.delenv(key, raising=False)
+    return tmp_path

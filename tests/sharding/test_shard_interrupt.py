@@ -11,6 +11,7 @@ import time
 import pytest
 
 from lightning_wm.cli import main
+from tests.helpers import lwm_environment
 
 TINY_WORLD = ["source.rig.width=32", "source.rig.height=32", "source.world.steps=40", "source.chunk_steps=40",
               "source.scenes_per_shard=2", "progress=false"]
@@ -24,9 +25,8 @@ def shard_command(out):
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_stopped_shard_run_leaves_complete_shards_only_and_resumes(tmp_path, capsys, signum, code):
     out = tmp_path / "data"
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
     run = subprocess.Popen(shard_command(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True, env=env)
+                           start_new_session=True, env=lwm_environment())
     deadline = time.monotonic() + 120
     while not list(out.glob("train-*.tar")) and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.05)

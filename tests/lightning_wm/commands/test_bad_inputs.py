@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 import lightning_wm.commands.fit  # noqa: F401  (Lightning's log handlers: see test_fit.py)
 from lightning_wm.cli import main
-from tests.helpers import make_dataset
+from tests.helpers import lwm_environment, make_dataset
 from tests.lightning_wm.conftest import TINY_FIT
 
 TINY = [o for o in TINY_FIT if o != "logger=none"] + ["logger.system_metrics=false"]
@@ -28,14 +28,6 @@ def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("baddata") / "data"
     make_dataset(root, train_scenes=2, val_scenes=1, steps=16, chunk_steps=16, size=32)
     return root
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("LWM_RUN_NAME", raising=False)
-    return tmp_path
 
 
 @pytest.fixture(scope="module")
@@ -217,10 +209,8 @@ def test_unreadable_files_and_read_only_folders_name_the_path(dataset, tmp_path,
     os.chmod(locked, 0o555)
 
     def run(batch):
-        env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LWM_RUN_NAME")}
-        env["PYTHONPATH"] = os.getcwd()
         done = subprocess.run([*UNPRIVILEGED, sys.executable, "-c", RUN_ALL, json.dumps(batch)],
-                              capture_output=True, text=True, timeout=300, env=env)
+                              capture_output=True, text=True, timeout=300, env=lwm_environment())
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -1,6 +1,5 @@
 """`lwm fit` end to end on CPU: MLflow (SQLite and a real server), resume, refusals, DDP."""
 
-import os
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from mlflow.tracking import MlflowClient
 # they are made, and a capsys stream is closed after its test.
 import lightning_wm.commands.fit  # noqa: F401
 from lightning_wm.cli import main
-from tests.helpers import make_dataset
+from tests.helpers import lwm_environment, make_dataset
 
 TINY = [
     "model.size=tiny", "model.context_steps=4", "model.psnr_horizons=[1,4]", "model.warmup_steps=2",
@@ -30,14 +29,6 @@ def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("fitdata")
     make_dataset(root, train_scenes=4, val_scenes=2, steps=32, chunk_steps=16, size=32)
     return root
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("LWM_RUN_NAME", raising=False)
-    return tmp_path
 
 
 def fit(dataset, *overrides):
@@ -214,7 +205,7 @@ def test_unknown_key_and_bad_type_fail_before_any_work(dataset, workdir, capsys)
 def test_ddp_two_cpu_processes(dataset, workdir):
     """Two gloo ranks: one MLflow run written by rank zero, both ranks finish the same steps and
     validate together at the last one (3, between validations)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LWM_RUN_NAME")}
+    env = lwm_environment()
     result = subprocess.run(
         ["lwm", "fit", f"data.path={dataset}", *TINY, "trainer=ddp", "trainer.accelerator=cpu",
          "trainer.devices=2", "trainer.max_steps=3", "callbacks=none"],

@@ -6,14 +6,13 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import make_dataset
+from tests.helpers import lwm_environment, make_dataset
 
 TINY = [
     "model.size=tiny", "model.context_steps=4", "model.psnr_horizons=[1,4]", "model.warmup_steps=2",
@@ -23,7 +22,6 @@ TINY = [
     "logger.system_metrics=false", "callbacks=none",
 ]
 LOSS = "train/loss/total"
-ROOT = Path(__file__).resolve().parents[3]
 
 
 class SignalAt(L.Callback):
@@ -56,15 +54,10 @@ def dataset(tmp_path_factory):
     return root
 
 
-def environment():
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LWM_RUN_NAME")}
-    return env | {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)}  # for SignalAt
-
-
 def start_until_checkpoint(dataset, workdir) -> subprocess.Popen:
     """A long fit, returned once its first last.ckpt (step 3) is on disk."""
     process = subprocess.Popen(["lwm", "fit", f"data.path={dataset}", *TINY, "trainer.max_steps=100000"], cwd=workdir,
-                               env=environment(), stdout=subprocess.DEVNULL, stderr=open(workdir / "first.err", "w"))
+                               env=lwm_environment(), stdout=subprocess.DEVNULL, stderr=open(workdir / "first.err", "w"))
     deadline = time.time() + 120
     while not list(workdir.glob("lwm_runs/*/checkpoints/last.ckpt")):
         assert time.time() < deadline and process.poll() is None, (workdir / "first.err").read_text()[-2000:]
@@ -92,7 +85,7 @@ def send(signum: int, hook: str, step: int, times: int = 1) -> str:
 
 
 def fit(dataset, workdir, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["lwm", "fit", f"data.path={dataset}", *TINY, *overrides], cwd=workdir, env=environment(),
+    return subprocess.run(["lwm", "fit", f"data.path={dataset}", *TINY, *overrides], cwd=workdir, env=lwm_environment(),
                           capture_output=True, text=True, timeout=180)
 
 
@@ -152,7 +145,7 @@ def test_sigterm_to_the_whole_process_group_with_loader_workers_stops_cleanly(da
     """What a scheduler does (scancel, a preempted node): every process of the job gets the signal,
     the DataLoader workers too; they leave it to the main process, which stops at the step's end."""
     process = subprocess.Popen(["lwm", "fit", f"data.path={dataset}", *TINY, "data.num_workers=2",
-                                "trainer.max_steps=100000"], cwd=tmp_path, env=environment(), start_new_session=True,
+                                "trainer.max_steps=100000"], cwd=tmp_path, env=lwm_environment(), start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not list(tmp_path.glob("lwm_runs/*/checkpoints/last.ckpt")):

@@ -15,9 +15,8 @@ import lightning as L
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import make_dataset
+from tests.helpers import lwm_environment, make_dataset
 
-ROOT = Path(__file__).resolve().parents[3]
 TINY = [
     "model.size=tiny", "model.context_steps=4", "model.psnr_horizons=[1,4]", "model.warmup_steps=1",
     "data.window=8", "data.batch_size=2", "data.num_workers=0", "trainer.accelerator=cpu", "trainer.devices=1",
@@ -53,8 +52,7 @@ def free_port() -> int:
 
 
 def launch_two_nodes(workdir: Path, dataset: Path, *overrides: str) -> list[subprocess.Popen]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LWM_RUN_NAME")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env = lwm_environment()
     port = free_port()
     return [subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1", f"--node-rank={rank}",

@@ -22,14 +22,6 @@ SYNTHETIC = ["data.synthetic.train_scenes=3", "data.synthetic.val_scenes=1", "da
              "data.synthetic.chunk_steps=24", "data.synthetic.rig.width=32", "data.synthetic.rig.height=32"]
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("LWM_RUN_NAME", raising=False)
-    return tmp_path
-
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("synthetic_cache")
