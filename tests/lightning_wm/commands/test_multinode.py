@@ -62,6 +62,11 @@ def launch_two_nodes(workdir: Path, dataset: Path, *overrides: str) -> list[subp
         for rank in (0, 1)]
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux /proc)."""
+    return [int(c) for task in Path(f"/proc/{pid}/task").glob("*") for c in (task / "children").read_text().split()]
+
+
 def only_run(workdir: Path):
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("lightning-wm").experiment_id])
@@ -96,9 +101,9 @@ def test_a_rank_that_stops_ends_the_other_with_exit_1(dataset, tmp_path, how):
         while not list(tmp_path.glob("lwm_runs/*/checkpoints/last.ckpt")):  # training is under way
             assert time.time() < deadline and all(n.poll() is None for n in nodes), nodes[0].stderr.read()[-3000:]
             time.sleep(0.1)
-        (worker,) = subprocess.run(["pgrep", "-P", str(nodes[1].pid)], capture_output=True, text=True).stdout.split()
+        (worker,) = children(nodes[1].pid)  # torchrun's one worker on node 1
         # frozen: alive, its connections open (a hung node); killed: its connections close
-        os.kill(int(worker), signal.SIGSTOP if how == "frozen" else signal.SIGKILL)
+        os.kill(worker, signal.SIGSTOP if how == "frozen" else signal.SIGKILL)
         started = time.time()
         _, err = nodes[0].communicate(timeout=120)
         assert nodes[0].returncode == 1
@@ -113,6 +118,7 @@ def test_a_rank_that_stops_ends_the_other_with_exit_1(dataset, tmp_path, how):
         for node in nodes:
             if node.poll() is None:
                 os.killpg(node.pid, signal.SIGKILL)
-        subprocess.run(["pkill", "-9", "-P", str(nodes[1].pid)])
+        for pid in children(nodes[1].pid):
+            os.kill(pid, signal.SIGKILL)
         for node in nodes:
             node.wait(timeout=60)
