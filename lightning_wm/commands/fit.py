@@ -51,7 +51,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Train a world model. Options are Hydra overrides of conf/fit.yaml, e.g. "
         "`lwm fit model.size=s trainer.max_steps=5000 data.batch_size=32`, `lwm fit experiment=quick`, "
         "`lwm fit ckpt_path=last` (resume the newest run), `lwm fit logger.tracking_uri=http://HOST:PORT`. "
-        "Sweep: `lwm fit -m model.size=xs,s data.batch_size=8,16` runs every combination, one after another.",
+        "Sweep: `lwm fit -m model.size=xs,s data.batch_size=8,16` runs every combination, one after another. "
+        "Many machines: `torchrun --nnodes=N ... -m lightning_wm.cli fit trainer=ddp trainer.num_nodes=N` "
+        "(or `srun lwm fit ...`): every rank runs the command, rank 0 alone prepares data and logs. "
+        "Interrupted: SIGINT/SIGTERM/SIGUSR1 save on_exception.ckpt and exit 130/143/138; `ckpt_path=last` resumes.",
     )
     fit.add_argument("--print-config", action="store_true", help="print the composed config and exit")
     fit.add_argument("-m", "--multirun", action="store_true",
