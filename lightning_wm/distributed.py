@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -59,17 +59,22 @@ class Launch:
     world: int
     timeout_s: float
     on_lost: Callable[[], None] | None = None  # rank zero: marks the run FAILED before the job ends
+    _stopped: threading.Event = field(default_factory=threading.Event)
 
     def watch(self, dead_after_s: float, beat_s: float = 2.0) -> None:
-        """Start the heartbeat thread (see the module)."""
+        """Start the heartbeat thread (see the module); `stop_watching` once training is over, when
+        ranks finish at slightly different times."""
         store = dist.distributed_c10d._get_default_store()
         threading.Thread(target=self._heartbeat, args=(store, dead_after_s, beat_s), daemon=True,
                          name="lwm-heartbeat").start()
 
+    def stop_watching(self) -> None:
+        self._stopped.set()
+
     def _heartbeat(self, store: dist.Store, dead_after_s: float, beat_s: float) -> None:
         seen = {rank: (-1, time.monotonic()) for rank in range(self.world) if rank != self.rank}
-        beats = 0
-        while True:
+        beats, store_failing_since = 0, None
+        while not self._stopped.wait(beat_s):
             try:
                 beats += 1
                 store.set(f"lwm/heartbeat/{self.rank}", str(beats))
@@ -80,11 +85,16 @@ class Launch:
                     elif time.monotonic() - since > dead_after_s:
                         self._lost(f"rank {rank} stopped answering (no heartbeat for {dead_after_s:g} s: killed, or its "
                                    "node lost); see its output")
-            except Exception as error:  # the store is rank zero's: it went away
-                self._lost(f"lost the job's store on rank 0 ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
-            time.sleep(beat_s)
+                store_failing_since = None
+            except Exception as error:  # the store is rank zero's: gone for as long as a silent rank counts as lost
+                store_failing_since = store_failing_since or time.monotonic()
+                if time.monotonic() - store_failing_since > dead_after_s:
+                    first = str(error).splitlines()[0] if str(error) else ""
+                    self._lost(f"lost the job's store on rank 0 for {dead_after_s:g} s ({type(error).__name__}: {first})")
 
     def _lost(self, why: str) -> None:
+        if self._stopped.is_set():  # training is over: a rank that has finished is not lost
+            return
         print(f"lwm fit: error: rank {self.rank}: {why}; stopping this rank too", file=sys.stderr, flush=True)
         if self.on_lost is not None:
             try:
@@ -153,7 +163,10 @@ def start(accelerator: str, timeout_s: float, devices: Any, num_nodes: int) -> L
 def lost_peer(error: BaseException, launch: Launch | None) -> LwmError | None:
     """The one-line error for a collective that failed because another rank went away, else None."""
     text = str(error)
-    if launch is None or not isinstance(error, RuntimeError) or "Connection closed by peer" not in text:
+    if launch is None or not isinstance(error, RuntimeError) or not any(sign in text for sign in PEER_GONE):
         return None
-    return LwmError(f"rank {launch.rank}: another rank of the job went away during training (gloo: connection "
-                    "closed by peer); see the other ranks' output for why it stopped")
+    return LwmError(f"rank {launch.rank}: another rank of the job went away during training (gloo: "
+                    f"{next(sign for sign in PEER_GONE if sign in text)}); see the other ranks' output for why it stopped")
+
+
+PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "gloo/transport")  # gloo's words

@@ -271,6 +271,8 @@ def fit_one(cfg: Any, parent_run_id: str | None = None, label: str = "") -> int:
         finally:
             if monitor is not None:
                 monitor.finish()
+            if launch is not None:
+                launch.stop_watching()  # the ranks finish at slightly different times
     except Exception as error:
         if logger and trainer.is_global_zero:
             logger.finalize("failed")  # also when it failed before Lightning's own handling

@@ -106,12 +106,12 @@ def test_a_rank_that_stops_ends_the_other_with_exit_1(dataset, tmp_path, how):
         os.kill(worker, signal.SIGSTOP if how == "frozen" else signal.SIGKILL)
         started = time.time()
         _, err = nodes[0].communicate(timeout=120)
-        assert nodes[0].returncode == 1
+        assert nodes[0].returncode == 1, err[-3000:]
         waited = time.time() - started
         expected = ("rank 0: rank 1 stopped answering (no heartbeat for 5 s" if how == "frozen"
                     else "rank 0: another rank of the job went away during training")
         assert f"lwm fit: error: {expected}" in err, err[-3000:]
-        assert waited < (60 if how == "frozen" else 30)
+        assert waited < 60, err[-3000:]
         _, run = only_run(tmp_path)
         assert run.info.status == "FAILED"  # not RUNNING forever
     finally:
